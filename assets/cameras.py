@@ -1,0 +1,118 @@
+"""Pinhole cameras in the studio's internal OpenCV convention.
+
+OpenCV: camera x right, y down, z forward (looking along +z). K maps camera points to pixel
+coordinates u = fx·x/z + cx, v = fy·y/z + cy, with the COLMAP/OpenCV pixel convention (the
+top-left pixel's centre is (0.5, 0.5)). Converters to and from other conventions (OpenGL /
+nerfstudio transforms.json, COLMAP, glTF) live in `studio.assets.camera_formats`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Flip between OpenCV (y down, z forward) and OpenGL/Blender/nerfstudio (y up, z back) camera axes.
+CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+@dataclass(frozen=True, eq=False)
+class Cameras:
+    """N pinhole cameras sharing one image size.
+
+    K: (N,3,3) float64 intrinsics; cam_to_world: (N,4,4) float64 rigid camera-to-world poses
+    (OpenCV axes); width, height: image size in pixels; names: optional per-camera names
+    (e.g. image file names).
+    """
+
+    K: np.ndarray
+    cam_to_world: np.ndarray
+    width: int
+    height: int
+    names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        k = np.asarray(self.K, dtype=np.float64)
+        c2w = np.asarray(self.cam_to_world, dtype=np.float64)
+        if k.ndim == 2:
+            k = np.broadcast_to(k, (len(c2w) if c2w.ndim == 3 else 1, 3, 3)).copy()
+        if c2w.ndim == 2:
+            c2w = c2w[None]
+        if k.shape[1:] != (3, 3) or c2w.shape[1:] != (4, 4) or len(k) != len(c2w):
+            raise ValueError(f"K {k.shape} and cam_to_world {c2w.shape} must be (N,3,3) and (N,4,4)")
+        if not (np.isfinite(k).all() and np.isfinite(c2w).all()):
+            raise ValueError("camera intrinsics/poses contain NaN or Inf")
+        if int(self.width) <= 0 or int(self.height) <= 0:
+            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
+        if self.names is not None and len(self.names) != len(k):
+            raise ValueError(f"{len(self.names)} names for {len(k)} cameras")
+        object.__setattr__(self, "K", k)
+        object.__setattr__(self, "cam_to_world", c2w)
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "height", int(self.height))
+        if self.names is not None:
+            object.__setattr__(self, "names", tuple(self.names))
+
+    def __len__(self) -> int:
+        return len(self.K)
+
+    def __getitem__(self, idx) -> "Cameras":
+        idx = np.atleast_1d(np.arange(len(self))[idx])
+        names = None if self.names is None else tuple(self.names[i] for i in idx)
+        return Cameras(self.K[idx], self.cam_to_world[idx], self.width, self.height, names)
+
+    @property
+    def world_to_cam(self) -> np.ndarray:
+        """(N,4,4) float64 world-to-camera (viewmat), OpenCV axes — what gsplat calls `viewmats`."""
+        r = self.cam_to_world[:, :3, :3]
+        t = self.cam_to_world[:, :3, 3]
+        out = np.tile(np.eye(4), (len(self), 1, 1))
+        out[:, :3, :3] = np.transpose(r, (0, 2, 1))
+        out[:, :3, 3] = -np.einsum("nji,nj->ni", r, t)
+        return out
+
+    @property
+    def centers(self) -> np.ndarray:
+        """(N,3) camera centres in world space."""
+        return self.cam_to_world[:, :3, 3].copy()
+
+    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Project world points (P,3) into every camera.
+
+        Returns (uv (N,P,2) float64 pixel coordinates, depth (N,P) float64 camera z)."""
+        p = np.asarray(points, dtype=np.float64)
+        w2c = self.world_to_cam
+        pc = np.einsum("nij,pj->npi", w2c[:, :3, :3], p) + w2c[:, None, :3, 3]
+        z = pc[..., 2]
+        uvw = np.einsum("nij,npj->npi", self.K, pc)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = uvw[..., :2] / uvw[..., 2:3]
+        return uv, z
+
+    @classmethod
+    def look_at(
+        cls,
+        eyes: np.ndarray,
+        target: np.ndarray,
+        up: np.ndarray = (0.0, 1.0, 0.0),
+        fov_y_deg: float = 40.0,
+        width: int = 256,
+        height: int = 256,
+    ) -> "Cameras":
+        """Cameras at `eyes` (N,3) looking at `target` (3,), world +Y up, vertical field of view in degrees."""
+        eyes = np.atleast_2d(np.asarray(eyes, dtype=np.float64))
+        target = np.asarray(target, dtype=np.float64)
+        up = np.asarray(up, dtype=np.float64)
+        c2w = np.tile(np.eye(4), (len(eyes), 1, 1))
+        for i, e in enumerate(eyes):
+            z = target - e
+            z /= np.linalg.norm(z)
+            x = np.cross(z, -up)  # OpenCV: y points down, so x = z × (-up) is right
+            if np.linalg.norm(x) < 1e-9:
+                x = np.cross(z, np.array([0.0, 0.0, 1.0]))
+            x /= np.linalg.norm(x)
+            y = np.cross(z, x)
+            c2w[i, :3, :3] = np.stack([x, y, z], axis=1)
+            c2w[i, :3, 3] = e
+        f = 0.5 * height / np.tan(np.radians(fov_y_deg) / 2)
+        k = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+        return cls(np.broadcast_to(k, (len(eyes), 3, 3)).copy(), c2w, width, height)

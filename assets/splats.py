@@ -1,0 +1,105 @@
+"""3D Gaussian splats, the representation the fit stage produces and splat viewers draw."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def sh_degree_from_k(k: int) -> int:
+    """K = (degree+1)² coefficients per colour channel → degree."""
+    d = int(round(np.sqrt(k))) - 1
+    if (d + 1) ** 2 != k or d < 0 or d > 4:
+        raise ValueError(f"{k} SH coefficients per channel is not (degree+1)² for degree 0..4")
+    return d
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianSplats:
+    """N anisotropic Gaussians in world space (metres, the asset's frame).
+
+    means (N,3) float32; quats (N,4) float32 wxyz (not necessarily normalised);
+    log_scales (N,3) float32 natural-log standard deviations; opacity_logits (N,) float32
+    (opacity = sigmoid(logit)); sh (N,K,3) float32 real SH coefficients, K = (degree+1)²,
+    sh[:,0] the DC term (colour = 0.28209479 * sh0 + 0.5, as 3DGS).
+    """
+
+    means: np.ndarray
+    quats: np.ndarray
+    log_scales: np.ndarray
+    opacity_logits: np.ndarray
+    sh: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.means)
+        f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        object.__setattr__(self, "means", f32(self.means).reshape(n, 3))
+        object.__setattr__(self, "quats", f32(self.quats).reshape(n, 4))
+        object.__setattr__(self, "log_scales", f32(self.log_scales).reshape(n, 3))
+        object.__setattr__(self, "opacity_logits", f32(self.opacity_logits).reshape(n))
+        sh = f32(self.sh)
+        if sh.ndim != 3 or sh.shape[0] != n or sh.shape[2] != 3:
+            raise ValueError(f"sh must be (N,K,3) with N={n}, got {sh.shape}")
+        sh_degree_from_k(sh.shape[1])
+        object.__setattr__(self, "sh", sh)
+
+    def __len__(self) -> int:
+        return len(self.means)
+
+    @property
+    def sh_degree(self) -> int:
+        return sh_degree_from_k(self.sh.shape[1])
+
+    @property
+    def opacities(self) -> np.ndarray:
+        """(N,) float32 in (0,1)."""
+        return (1.0 / (1.0 + np.exp(-self.opacity_logits.astype(np.float64)))).astype(np.float32)
+
+    @property
+    def scales(self) -> np.ndarray:
+        """(N,3) float32 standard deviations in metres."""
+        return np.exp(self.log_scales)
+
+    @property
+    def colors(self) -> np.ndarray:
+        """(N,3) float32 view-independent colour in [0,1] from the DC term."""
+        from .colour import sh0_to_rgb
+
+        return np.clip(sh0_to_rgb(self.sh[:, 0]), 0.0, 1.0)
+
+    def normalized_quats(self) -> np.ndarray:
+        """(N,4) unit quaternions wxyz with w >= 0."""
+        q = self.quats / np.maximum(np.linalg.norm(self.quats, axis=1, keepdims=True), 1e-12)
+        return np.where(q[:, :1] < 0, -q, q).astype(np.float32)
+
+    def bounds(self) -> np.ndarray:
+        """(2,3) min/max of the means."""
+        if len(self) == 0:
+            return np.zeros((2, 3))
+        return np.stack([self.means.min(0), self.means.max(0)])
+
+    def subset(self, idx: np.ndarray) -> "GaussianSplats":
+        return GaussianSplats(self.means[idx], self.quats[idx], self.log_scales[idx], self.opacity_logits[idx], self.sh[idx])
+
+    def with_sh_degree(self, degree: int) -> "GaussianSplats":
+        """Truncate (or zero-pad) SH to `degree`."""
+        k = (degree + 1) ** 2
+        sh = np.zeros((len(self), k, 3), np.float32)
+        m = min(k, self.sh.shape[1])
+        sh[:, :m] = self.sh[:, :m]
+        return GaussianSplats(self.means, self.quats, self.log_scales, self.opacity_logits, sh)
+
+    def transformed(self, matrix: np.ndarray) -> "GaussianSplats":
+        """Apply a similarity transform (4,4) (rotation · uniform scale + translation). SH>0 is rotated
+        only for degree 0 (higher bands are kept as is, a documented approximation)."""
+        from scipy.spatial.transform import Rotation
+
+        m = np.asarray(matrix, np.float64)
+        lin = m[:3, :3]
+        s = np.cbrt(abs(np.linalg.det(lin)))
+        rot = lin / s
+        means = self.means @ lin.T + m[:3, 3]
+        r = Rotation.from_matrix(rot)
+        q = self.normalized_quats()
+        qr = (r * Rotation.from_quat(q[:, [1, 2, 3, 0]])).as_quat()[:, [3, 0, 1, 2]]
+        return GaussianSplats(means, qr, self.log_scales + np.log(s), self.opacity_logits, self.sh)

@@ -1,0 +1,1 @@
+"""Pipelines: stages (pure functions on assets) and the chains that join them."""

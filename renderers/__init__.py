@@ -1,0 +1,1 @@
+"""Renderers: the moderngl PBR rasteriser, splat renderers, thumbnails, turntables, the OpenXR target."""
