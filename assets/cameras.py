@@ -2,7 +2,9 @@
 
 OpenCV: camera x right, y down, z forward (looking along +z). K maps camera points to pixel
 coordinates u = fx·x/z + cx, v = fy·y/z + cy, with the COLMAP/OpenCV pixel convention (the
-top-left pixel's centre is (0.5, 0.5)). Converters to and from other conventions (OpenGL /
+top-left pixel's centre is (0.5, 0.5)). Optional lens distortion is OpenCV's (k1, k2, p1, p2),
+applied to the normalised coordinates (x/z, y/z) before K — exactly COLMAP's OPENCV model, of
+which SIMPLE_RADIAL (k1) and RADIAL (k1, k2) are special cases. Converters to and from other conventions (OpenGL /
 nerfstudio transforms.json, COLMAP, glTF) live in `studio.assets.camera_formats`.
 """
 from __future__ import annotations
@@ -15,13 +17,31 @@ import numpy as np
 CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
+def distort_normalized(xy: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Apply OpenCV (k1, k2, p1, p2) distortion to normalised image coordinates.
+
+    xy: (...,2) float64 (x/z, y/z); dist: (...,4) broadcastable against xy's leading axes.
+    Same formula as OpenCV `projectPoints` and COLMAP's OPENCV / RADIAL / SIMPLE_RADIAL models."""
+    xy = np.asarray(xy, dtype=np.float64)
+    d = np.asarray(dist, dtype=np.float64)
+    k1, k2, p1, p2 = d[..., 0], d[..., 1], d[..., 2], d[..., 3]
+    x, y = xy[..., 0], xy[..., 1]
+    xx, yy, xy_ = x * x, y * y, x * y
+    r2 = xx + yy
+    radial = k1 * r2 + k2 * r2 * r2
+    dx = x * radial + 2.0 * p1 * xy_ + p2 * (r2 + 2.0 * xx)
+    dy = y * radial + 2.0 * p2 * xy_ + p1 * (r2 + 2.0 * yy)
+    return np.stack([x + dx, y + dy], axis=-1)
+
+
 @dataclass(frozen=True, eq=False)
 class Cameras:
     """N pinhole cameras sharing one image size.
 
     K: (N,3,3) float64 intrinsics; cam_to_world: (N,4,4) float64 rigid camera-to-world poses
     (OpenCV axes); width, height: image size in pixels; names: optional per-camera names
-    (e.g. image file names).
+    (e.g. image file names); dist: optional (N,4) float64 OpenCV distortion (k1, k2, p1, p2)
+    per camera, None for ideal pinhole cameras (a (4,) row is broadcast to all cameras).
     """
 
     K: np.ndarray
@@ -29,6 +49,7 @@ class Cameras:
     width: int
     height: int
     names: tuple[str, ...] | None = None
+    dist: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         k = np.asarray(self.K, dtype=np.float64)
@@ -51,6 +72,15 @@ class Cameras:
         object.__setattr__(self, "height", int(self.height))
         if self.names is not None:
             object.__setattr__(self, "names", tuple(self.names))
+        if self.dist is not None:
+            d = np.asarray(self.dist, dtype=np.float64)
+            if d.ndim == 1:
+                d = np.broadcast_to(d, (len(k), d.shape[0])).copy()
+            if d.shape != (len(k), 4):
+                raise ValueError(f"dist must be (N,4) = ({len(k)},4) OpenCV (k1,k2,p1,p2), got {d.shape}")
+            if not np.isfinite(d).all():
+                raise ValueError("camera distortion contains NaN or Inf")
+            object.__setattr__(self, "dist", d)
 
     def __len__(self) -> int:
         return len(self.K)
@@ -58,7 +88,8 @@ class Cameras:
     def __getitem__(self, idx) -> "Cameras":
         idx = np.atleast_1d(np.arange(len(self))[idx])
         names = None if self.names is None else tuple(self.names[i] for i in idx)
-        return Cameras(self.K[idx], self.cam_to_world[idx], self.width, self.height, names)
+        dist = None if self.dist is None else self.dist[idx]
+        return Cameras(self.K[idx], self.cam_to_world[idx], self.width, self.height, names, dist)
 
     @property
     def world_to_cam(self) -> np.ndarray:
@@ -76,14 +107,19 @@ class Cameras:
         return self.cam_to_world[:, :3, 3].copy()
 
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Project world points (P,3) into every camera.
+        """Project world points (P,3) into every camera, applying `dist` when present.
 
-        Returns (uv (N,P,2) float64 pixel coordinates, depth (N,P) float64 camera z)."""
-        p = np.asarray(points, dtype=np.float64)
+        Returns (uv (N,P,2) float64 pixel coordinates, depth (N,P) float64 camera z). Points at
+        z <= 0 get meaningless uv (inf/NaN at z = 0); callers mask them with depth > 0."""
+        p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         w2c = self.world_to_cam
         pc = np.einsum("nij,pj->npi", w2c[:, :3, :3], p) + w2c[:, None, :3, 3]
         z = pc[..., 2]
-        uvw = np.einsum("nij,npj->npi", self.K, pc)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy = pc[..., :2] / z[..., None]
+        if self.dist is not None:
+            xy = distort_normalized(xy, self.dist[:, None, :])
+        uvw = np.einsum("nij,npj->npi", self.K[:, :, :2], xy) + self.K[:, None, :, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             uv = uvw[..., :2] / uvw[..., 2:3]
         return uv, z
@@ -106,9 +142,10 @@ class Cameras:
         for i, e in enumerate(eyes):
             z = target - e
             z /= np.linalg.norm(z)
-            x = np.cross(z, -up)  # OpenCV: y points down, so x = z × (-up) is right
-            if np.linalg.norm(x) < 1e-9:
-                x = np.cross(z, np.array([0.0, 0.0, 1.0]))
+            # OpenCV is right-handed with y ≈ -up, so right = y × z = (-up) × z = z × up.
+            x = np.cross(z, up)
+            if np.linalg.norm(x) < 1e-9:  # looking straight along ±up: pick world -Z as "up"
+                x = np.cross(z, np.array([0.0, 0.0, -1.0]))
             x /= np.linalg.norm(x)
             y = np.cross(z, x)
             c2w[i, :3, :3] = np.stack([x, y, z], axis=1)
