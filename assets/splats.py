@@ -22,6 +22,10 @@ class GaussianSplats:
     log_scales (N,3) float32 natural-log standard deviations; opacity_logits (N,) float32
     (opacity = sigmoid(logit)); sh (N,K,3) float32 real SH coefficients, K = (degree+1)²,
     sh[:,0] the DC term (colour = 0.28209479 * sh0 + 0.5, as 3DGS).
+
+    Colour space: the colour the SH evaluate to is display-referred sRGB-encoded, as every splat
+    viewer and file format (Inria PLY, .splat, spz) assumes; convert with studio.assets.colour when
+    comparing against linear images.
     """
 
     means: np.ndarray

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the studio and its tests need on a fresh Debian machine (root, Python 3.11).
+# Idempotent: safe to run again; skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# System packages: EGL + Mesa llvmpipe (headless rendering), Xvfb (desktop viewer test),
+# Chromium (three.js reference renders), Node.js/npm (Khronos glTF-Validator, WebXR client).
+APT_PKGS="libegl1 libgl1-mesa-dri libgles2 xvfb xauth chromium nodejs npm"
+missing=""
+for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  log "apt-get install$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# Python: torch first and pinned, so nothing pulls a multi-GB CUDA build.
+log "pip install torch==2.13.0 and the studio (editable, with dev extras)"
+python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+python -m pip install -q --disable-pip-version-check -e ".[dev]"
+command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+
+# npm: the Khronos glTF-Validator (repo root) and the three.js reference harness.
+for dir in . tests/threejs xr; do
+  if [ -f "$dir/package-lock.json" ]; then
+    log "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+done
+log "install done"

@@ -1,0 +1,184 @@
+"""The `studio` command line. Commands are thin: they parse, call the Python API, and print.
+
+Exit codes: 0 ok; 1 unexpected studio error; 2 bad usage / unsupported format / unsafe path;
+3 invalid input file; 4 export failed validation; 5 missing external tool; 6 model missing;
+7 no display/EGL; 8 no OpenXR runtime; 130 cancelled.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from studio.errors import StudioError
+
+app = typer.Typer(
+    name="studio",
+    help="Spatial/XR 3D content studio: make, inspect, convert, validate and view 3D assets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: StudioError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    raise typer.Exit(exc.exit_code)
+
+
+def _validation_table(rows: list) -> Table:
+    t = Table(title="validation")
+    for col in ("file", "validator", "errors", "warnings", "infos", "verdict"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(
+            Path(r.path).name, r.tool, str(r.errors), str(r.warnings), str(r.infos),
+            "[green]pass[/]" if r.ok else "[red]FAIL[/]",
+        )
+    return t
+
+
+@app.command()
+def validate(
+    files: list[Path] = typer.Argument(..., help="GLB/glTF, USD/USDA/USDC/USDZ, PLY, .splat, .spz or OBJ files"),
+    as_json: bool = typer.Option(False, "--json", help="print the reports as JSON"),
+) -> None:
+    """Validate files with the industry's own checkers (Khronos glTF-Validator, usd-core UsdValidation)."""
+    from studio.assets.validate import validate as run
+
+    try:
+        reports = [run(f) for f in files]
+    except StudioError as e:
+        _fail(e)
+    if as_json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(r) | {"ok": r.ok} for r in reports], indent=2))
+    else:
+        console.print(_validation_table(reports))
+        for r in reports:
+            if not r.ok:
+                console.print(str(r), markup=False, highlight=False)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(4)
+
+
+@app.command()
+def info(
+    file: Path = typer.Argument(..., help="any supported asset file"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    check: bool = typer.Option(True, "--validate/--no-validate", help="also run the format's validator"),
+) -> None:
+    """Summarise an asset: meshes, triangles, materials, textures, splats, bounds, validator verdict."""
+    from studio.assets.io import load
+    from studio.assets.validate import VALIDATORS
+    from studio.assets.validate import validate as run
+    from studio.summary import summarize
+
+    try:
+        asset = load(file)
+        s = summarize(asset, file)
+        if check and file.suffix.lower() in VALIDATORS:
+            r = run(file)
+            s.validation = {"tool": r.tool, "errors": r.errors, "warnings": r.warnings, "infos": r.infos, "ok": r.ok}
+    except StudioError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(s.to_dict(), indent=2))
+        return
+    t = Table(title=f"{file.name} ({s.format}, {s.bytes:,} bytes)", show_header=False)
+    t.add_column("what")
+    t.add_column("value")
+    t.add_row("meshes", str(s.meshes))
+    t.add_row("triangles / vertices", f"{s.triangles:,} / {s.vertices:,}")
+    t.add_row("materials", f"{s.materials} ({', '.join(s.alpha_modes) or '-'})")
+    t.add_row("UV sets / vertex colours", f"{s.uv_sets} / {'yes' if s.vertex_colors else 'no'}")
+    for tex in s.textures:
+        t.add_row(f"  texture {tex.slot}", f"{tex.width}x{tex.height}x{tex.channels} {tex.mime_type} ({tex.material})")
+    t.add_row("splats", f"{s.splats:,}" + (f" (SH degree {s.splat_sh_degree})" if s.splats else ""))
+    t.add_row("bounds (m)", f"{s.bounds_min} .. {s.bounds_max}")
+    for k, v in s.metadata.items():
+        t.add_row(f"  {k}", str(v))
+    for note in s.dropped:
+        t.add_row("[yellow]dropped[/]", note)
+    if s.validation:
+        v = s.validation
+        verdict = "[green]pass[/]" if v["ok"] else "[red]FAIL[/]"
+        t.add_row("validator", f"{v['tool']}: {v['errors']} errors, {v['warnings']} warnings — {verdict}")
+    console.print(t)
+
+
+@app.command()
+def export(
+    src: Path = typer.Argument(..., help="input asset (any supported format)"),
+    dst: Path = typer.Argument(..., help="output file; the extension picks the format"),
+    check: bool = typer.Option(True, "--validate/--no-validate", help="validate the output (default on)"),
+) -> None:
+    """Convert an asset to GLB/glTF/USD/USDA/USDC/USDZ/OBJ/PLY/.splat/.spz by the output extension."""
+    from studio.assets.io import load, save
+    from studio.assets.validate import VALIDATORS
+
+    try:
+        asset = load(src)
+        for note in asset.dropped:
+            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        save(asset, dst, validate=check and dst.suffix.lower() in VALIDATORS)
+    except StudioError as e:
+        _fail(e)
+    console.print(f"wrote {dst}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("studio-out/demo"), "--out", "-o", help="output folder"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Build the procedural sample asset, export GLB + USDZ + splat PLY, validate each."""
+    from studio.pipelines.demo import run_demo
+
+    try:
+        result = run_demo(out, progress=None if as_json else _progress_printer())
+    except StudioError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        console.print(_validation_table(result.reports))
+        for name, path in result.files.items():
+            console.print(f"{name:>10}: {path}")
+    if not result.ok:
+        raise typer.Exit(4)
+
+
+def _progress_printer():
+    """A rich progress bar driven by progress(fraction, message) callbacks."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    prog = Progress(TextColumn("{task.description:<40}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(), console=err_console, transient=False)
+    state: dict = {}
+
+    def cb(fraction: float, message: str) -> None:
+        if "task" not in state:
+            prog.start()
+            state["task"] = prog.add_task(message, total=1.0)
+        prog.update(state["task"], completed=fraction, description=message)
+        if fraction >= 1.0:
+            prog.stop()
+
+    return cb
+
+
+def main() -> None:  # pragma: no cover - entry for python -m studio
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
