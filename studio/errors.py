@@ -34,6 +34,18 @@ class UnsafePathError(StudioError):
     exit_code = 2
 
 
+class NothingToExportError(StudioError):
+    """The asset lacks what the target format stores (e.g. no splats for .splat/.spz, no meshes for .obj/.stl)."""
+
+    exit_code = 2
+
+    def __init__(self, path: str | Path | None, reason: str):
+        self.path = None if path is None else str(path)
+        self.reason = reason
+        where = f"{safe_name(self.path)}: " if self.path else ""
+        super().__init__(f"{where}{reason}")
+
+
 class ValidationFailedError(StudioError):
     """An exported file failed the industry validator (glTF-Validator, UsdValidation). Always a studio bug."""
 
