@@ -81,6 +81,12 @@ class XRRuntimeUnavailableError(StudioError):
     exit_code = 8
 
 
+class EmptyResultError(StudioError):
+    """A stage produced nothing usable (e.g. TSDF fusion of the views yields an empty mesh). The message says what to try."""
+
+    exit_code = 9
+
+
 class CancelledError(StudioError):
     """A job or stage was cancelled cooperatively."""
 
