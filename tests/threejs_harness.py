@@ -54,7 +54,7 @@ def opengl_projection(cameras: Cameras, near: float, far: float) -> np.ndarray:
     except ImportError:
         shared = None
     if shared is not None:
-        return np.asarray(shared(cameras, near=near, far=far), dtype=np.float64).reshape(len(cameras), 4, 4)
+        return np.stack([shared(k, cameras.width, cameras.height, near, far) for k in cameras.K])
     w, h = float(cameras.width), float(cameras.height)
     k = cameras.K
     p = np.zeros((len(cameras), 4, 4))
@@ -73,7 +73,10 @@ def threejs_views(cameras: Cameras, near: float, far: float) -> list[dict[str, l
     """Per camera {"projection": 4x4, "matrixWorld": 4x4} row-major lists for harness.mjs.
 
     matrixWorld = cam_to_world @ diag(1,-1,-1,1): the OpenCV camera turned into an OpenGL/three.js
-    camera (x right, y up, looking down -z)."""
+    camera (x right, y up, looking down -z). Lens distortion cannot be drawn by a pinhole
+    rasteriser, so cameras with non-zero `dist` are refused."""
+    if getattr(cameras, "dist", None) is not None and np.any(cameras.dist != 0):
+        raise ValueError("three.js draws pinhole cameras only; undistort first (cameras.dist is non-zero)")
     proj = opengl_projection(cameras, near, far)
     world = cameras.cam_to_world @ CV_TO_GL
     return [{"projection": proj[i].tolist(), "matrixWorld": world[i].tolist()} for i in range(len(cameras))]
