@@ -239,8 +239,7 @@ def read_colmap(folder: str | Path) -> ColmapModel:
         dists.append(np.zeros(4) if d is None else d)
         pts2d = im.points2D
         xy = np.array([p.xy for p in pts2d], dtype=np.float64).reshape(-1, 2)
-        ids = np.array([int(p.point3D_id) for p in pts2d], dtype=object)
-        ids = np.array([-1 if v == invalid else v for v in ids], dtype=np.int64)
+        ids = np.array([-1 if (v := int(p.point3D_id)) == invalid else v for p in pts2d], dtype=np.int64)
         obs.append(ImageObservations(xy, ids))
 
     pids = np.array(sorted(rec.points3D.keys()), dtype=np.int64)
