@@ -1,0 +1,763 @@
+"""CPU path of the differentiable Gaussian-splat renderer (gsplat 1.5.3 semantics).
+
+gsplat's CUDA kernels do not load on CPU, so this module re-implements
+`gsplat.rasterization` for CPU tensors:
+
+- projection: EWA splatting exactly as gsplat's fused CUDA kernel (clamped Jacobian,
+  ``eps2d`` blur, antialiased compensation, opacity-aware radii, near/far and image culling),
+  vectorised torch, differentiated by autograd;
+- SH colours: gsplat's own ``_spherical_harmonics`` torch reference;
+- tile binning: vectorised torch, same int64 keys (image | tile | float32 depth bits) and
+  stable sort as gsplat, so the front-to-back order per tile is gsplat's;
+- compositing and its backward: a small C++/OpenMP kernel (compiled once with g++, cached,
+  called through ctypes; float32 and float64), or a vectorised-torch fallback when no
+  compiler is available. Constants match gsplat: alpha = min(0.999, o·exp(-σ)), skipped
+  when σ < 0 or alpha < 1/255, a pixel stops before the Gaussian that would bring its
+  transmittance to ≤ 1e-4.
+
+Conventions: OpenCV cameras (x right, y down, z forward), ``viewmats`` world→camera 4×4,
+pixel centres at (i + 0.5, j + 0.5). Shapes are gsplat's (see ``rasterization``).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+ALPHA_THRESHOLD = 1.0 / 255.0
+ALPHA_MAX = 0.999
+T_MIN = 1e-4
+RADIUS_EXTEND = 3.33
+
+# ----------------------------------------------------------------------------------------
+# Projection
+# ----------------------------------------------------------------------------------------
+
+
+def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
+    """(…,4) wxyz quaternions (any norm) + (…,3) std devs → (…,3,3) covariance R S Sᵀ Rᵀ."""
+    q = torch.nn.functional.normalize(quats, p=2, dim=-1)
+    w, x, y, z = q.unbind(-1)
+    R = torch.stack(
+        [
+            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+        ],
+        dim=-1,
+    ).reshape(q.shape[:-1] + (3, 3))
+    M = R * scales[..., None, :]
+    return M @ M.transpose(-1, -2)
+
+
+def fully_fused_projection(
+    means: Tensor,
+    covars: Optional[Tensor],
+    quats: Optional[Tensor],
+    scales: Optional[Tensor],
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    eps2d: float = 0.3,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    radius_clip: float = 0.0,
+    calc_compensations: bool = False,
+    opacities: Optional[Tensor] = None,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor]]:
+    """Pinhole EWA projection of N Gaussians into C cameras, as gsplat's fused CUDA kernel.
+
+    means (B,N,3); covars (B,N,3,3) or None with quats (B,N,4) wxyz and scales (B,N,3);
+    viewmats (B,C,4,4) world→camera; Ks (B,C,3,3); opacities (B,N) or None (None: radius
+    extent 3.33σ as gsplat's torch reference; given: extent min(3.33, sqrt(2 ln(255·o)))
+    and Gaussians with o·compensation < 1/255 culled, as gsplat's CUDA kernel).
+    Returns radii (B,C,N,2) int32 (0 = culled), means2d (B,C,N,2), depths (B,C,N),
+    conics (B,C,N,3) (inverse blurred 2D covariance: xx, xy, yy), compensations (B,C,N) or
+    None. Culled entries have zero means2d/conics. Differentiable by autograd.
+    """
+    R = viewmats[..., :3, :3]  # (B,C,3,3)
+    t = viewmats[..., :3, 3]  # (B,C,3)
+    if covars is None:
+        covars = quat_scale_to_covar(quats, scales)  # (B,N,3,3)
+    means_c = torch.einsum("bcij,bnj->bcni", R, means) + t[:, :, None, :]  # (B,C,N,3)
+    covars_c = torch.einsum("bcij,bnjk,bclk->bcnil", R, covars, R)  # (B,C,N,3,3)
+    x, y, z = means_c.unbind(-1)
+    in_depth = (z >= near_plane) & (z <= far_plane)
+    zs = torch.where(in_depth, z, torch.ones_like(z))
+    fx = Ks[..., 0, 0][..., None]
+    fy = Ks[..., 1, 1][..., None]
+    cx = Ks[..., 0, 2][..., None]
+    cy = Ks[..., 1, 2][..., None]
+    tan_fovx = 0.5 * width / fx
+    tan_fovy = 0.5 * height / fy
+    lim_x_pos = (width - cx) / fx + 0.3 * tan_fovx
+    lim_x_neg = cx / fx + 0.3 * tan_fovx
+    lim_y_pos = (height - cy) / fy + 0.3 * tan_fovy
+    lim_y_neg = cy / fy + 0.3 * tan_fovy
+    rz = 1.0 / zs
+    tx = zs * torch.minimum(lim_x_pos, torch.maximum(-lim_x_neg, x * rz))
+    ty = zs * torch.minimum(lim_y_pos, torch.maximum(-lim_y_neg, y * rz))
+    O = torch.zeros_like(zs)
+    J = torch.stack([fx * rz, O, -fx * tx * rz * rz, O, fy * rz, -fy * ty * rz * rz], -1)
+    J = J.reshape(zs.shape + (2, 3))
+    cov2d = J @ covars_c @ J.transpose(-1, -2)  # (B,C,N,2,2)
+    mx = fx * x * rz + cx
+    my = fy * y * rz + cy
+
+    a = cov2d[..., 0, 0]
+    b = cov2d[..., 0, 1]
+    c = cov2d[..., 1, 1]
+    det_orig = a * c - b * cov2d[..., 1, 0]
+    a = a + eps2d
+    c = c + eps2d
+    det = a * c - b * cov2d[..., 1, 0]
+    ok = in_depth & (det > 0)
+    dets = torch.where(ok, det, torch.ones_like(det))
+    comp = torch.sqrt(torch.clamp(det_orig / dets, min=0.0)) if calc_compensations else None
+
+    with torch.no_grad():
+        extend = torch.full_like(zs, RADIUS_EXTEND)
+        if opacities is not None:
+            op = opacities[:, None, :].expand_as(zs)
+            if comp is not None:
+                op = op * comp
+            ok = ok & (op >= ALPHA_THRESHOLD)
+            lg = torch.log(torch.clamp(op, min=ALPHA_THRESHOLD) / ALPHA_THRESHOLD)
+            extend = torch.minimum(extend, torch.sqrt(2.0 * lg))
+        rx = torch.ceil(extend * torch.sqrt(torch.clamp(a, min=0)))
+        ry = torch.ceil(extend * torch.sqrt(torch.clamp(c, min=0)))
+        ok = ok & ~((rx <= radius_clip) & (ry <= radius_clip))
+        ok = ok & (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height)
+        radii = (torch.stack([rx, ry], -1) * ok[..., None]).to(torch.int32)
+
+    okf = ok[..., None]
+    means2d = torch.where(okf, torch.stack([mx, my], -1), torch.zeros((), dtype=mx.dtype))
+    conics = torch.stack([c / dets, -b / dets, a / dets], -1)
+    conics = torch.where(okf, conics, torch.zeros((), dtype=conics.dtype))
+    if comp is not None:
+        comp = torch.where(ok, comp, torch.zeros((), dtype=comp.dtype))
+    return radii, means2d, z, conics, comp
+
+
+# ----------------------------------------------------------------------------------------
+# Tile binning
+# ----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def isect_tiles(
+    means2d: Tensor,
+    radii: Tensor,
+    depths: Tensor,
+    image_ids: Tensor,
+    n_images: int,
+    tile_size: int,
+    tile_width: int,
+    tile_height: int,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Bin M projected Gaussians into tiles, sorted per tile front to back (gsplat order).
+
+    means2d (M,2), radii (M,2) int32, depths (M,), image_ids (M,) int64 in [0, n_images).
+    Returns tiles_per_gauss (M,) int32, isect_ids (n_isects,) int64
+    (image << (32+tile_bits) | tile << 32 | float32 depth bits), flatten_ids (n_isects,)
+    int32 (index into M), isect_offsets (n_images, tile_height, tile_width) int32.
+    """
+    dev = means2d.device
+    m = means2d.detach().float() / tile_size
+    r = radii.float() / tile_size
+    valid = (radii > 0).all(-1)
+    x0 = torch.floor(m[:, 0] - r[:, 0]).clamp(0, tile_width).long()
+    y0 = torch.floor(m[:, 1] - r[:, 1]).clamp(0, tile_height).long()
+    x1 = torch.ceil(m[:, 0] + r[:, 0]).clamp(0, tile_width).long()
+    y1 = torch.ceil(m[:, 1] + r[:, 1]).clamp(0, tile_height).long()
+    nx = (x1 - x0) * valid
+    ny = (y1 - y0) * valid
+    tiles_per_gauss = nx * ny
+    n_isects = int(tiles_per_gauss.sum())
+    tile_n_bits = (tile_width * tile_height).bit_length()
+    gid = torch.repeat_interleave(torch.arange(len(m), device=dev), tiles_per_gauss)
+    start = torch.cumsum(tiles_per_gauss, 0) - tiles_per_gauss
+    local = torch.arange(n_isects, device=dev) - start[gid]
+    nxg = nx[gid]
+    tx = x0[gid] + local % nxg.clamp(min=1)
+    ty = y0[gid] + local // nxg.clamp(min=1)
+    tile_id = ty * tile_width + tx
+    dbits = depths.detach().float().contiguous().view(torch.int32).long() & 0xFFFFFFFF
+    isect_ids = (image_ids[gid] << (32 + tile_n_bits)) | (tile_id << 32) | dbits[gid]
+    isect_ids, order = torch.sort(isect_ids, stable=True)
+    flatten_ids = gid[order].to(torch.int32)
+    slots = torch.zeros(n_images * tile_height * tile_width, dtype=torch.int64, device=dev)
+    if n_isects:
+        hi = isect_ids >> 32
+        img = hi >> tile_n_bits
+        tl = hi & ((1 << tile_n_bits) - 1)
+        slots.index_add_(0, img * (tile_width * tile_height) + tl, torch.ones_like(hi))
+    offsets = (torch.cumsum(slots, 0) - slots).to(torch.int32)
+    offsets = offsets.reshape(n_images, tile_height, tile_width)
+    return tiles_per_gauss.to(torch.int32), isect_ids, flatten_ids, offsets
+
+
+# ----------------------------------------------------------------------------------------
+# C++/OpenMP compositor (ctypes)
+# ----------------------------------------------------------------------------------------
+
+_CPP_SOURCE = r"""
+#include <cmath>
+#include <cstdint>
+#include <vector>
+#include <algorithm>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+template <typename S> struct Consts;
+template <> struct Consts<float> {
+  static constexpr float thr = 1.f / 255.f; static constexpr float amax = 0.999f;
+  static constexpr float tmin = 1e-4f; };
+template <> struct Consts<double> {
+  static constexpr double thr = 1.0 / 255.0; static constexpr double amax = 0.999;
+  static constexpr double tmin = 1e-4; };
+
+// Gather the Gaussians of one tile into a contiguous buffer: x, y, ca, cb, cc, o, reject.
+template <typename S>
+static void gather(int64_t start, int64_t n, const int32_t* flat, const S* xy, const S* conic,
+                   const S* opac, const S* col, int D, std::vector<S>& g, std::vector<S>& c) {
+  g.resize(n * 7); c.resize(n * D);
+  for (int64_t k = 0; k < n; ++k) {
+    int64_t id = flat[start + k];
+    S* p = &g[k * 7];
+    p[0] = xy[id * 2]; p[1] = xy[id * 2 + 1];
+    p[2] = conic[id * 3]; p[3] = conic[id * 3 + 1]; p[4] = conic[id * 3 + 2];
+    S o = opac[id]; p[5] = o;
+    // sigma above this cannot give alpha >= 1/255 (small margin: exact test follows)
+    p[6] = o > 0 ? (S)(std::log((double)o / (double)Consts<S>::thr) + 1e-3) : (S)-1;
+    for (int d = 0; d < D; ++d) c[k * D + d] = col[id * D + d];
+  }
+}
+
+template <typename S>
+static void fwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_isects,
+                const S* xy, const S* conic, const S* opac, const S* col, const S* bg,
+                const int32_t* offsets, const int32_t* flat,
+                S* out_col, S* out_T, int32_t* out_last, int nthreads) {
+  const int64_t ntiles = (int64_t)I * th * tw;
+  #pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<S> g, c, acc(D);
+    #pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int img = (int)(t / ((int64_t)th * tw));
+      const int tid = (int)(t % ((int64_t)th * tw));
+      const int ty = tid / tw, tx = tid % tw;
+      const int64_t start = offsets[t];
+      const int64_t end = (t == ntiles - 1) ? n_isects : (int64_t)offsets[t + 1];
+      const int64_t n = end - start;
+      gather(start, n, flat, xy, conic, opac, col, D, g, c);
+      const S* bgi = bg ? bg + (int64_t)img * D : nullptr;
+      for (int i = ty * ts; i < std::min(H, (ty + 1) * ts); ++i) {
+        for (int j = tx * ts; j < std::min(W, (tx + 1) * ts); ++j) {
+          const S px = (S)j + (S)0.5, py = (S)i + (S)0.5;
+          std::fill(acc.begin(), acc.end(), (S)0);
+          S T = 1;
+          int32_t last = 0;
+          for (int64_t k = 0; k < n; ++k) {
+            const S* p = &g[k * 7];
+            const S dx = p[0] - px, dy = p[1] - py;
+            const S sigma = (S)0.5 * (p[2] * dx * dx + p[4] * dy * dy) + p[3] * dx * dy;
+            if (sigma < 0 || sigma > p[6]) continue;
+            const S alpha = std::min(Consts<S>::amax, p[5] * std::exp(-sigma));
+            if (alpha < Consts<S>::thr) continue;
+            const S next_T = T * (1 - alpha);
+            if (next_T <= Consts<S>::tmin) break;
+            const S vis = alpha * T;
+            const S* ck = &c[k * D];
+            for (int d = 0; d < D; ++d) acc[d] += ck[d] * vis;
+            T = next_T;
+            last = (int32_t)(k + 1);
+          }
+          const int64_t pix = ((int64_t)img * H + i) * W + j;
+          out_T[pix] = T;
+          out_last[pix] = last;
+          for (int d = 0; d < D; ++d)
+            out_col[pix * D + d] = bgi ? acc[d] + T * bgi[d] : acc[d];
+        }
+      }
+    }
+  }
+}
+
+// Gradients are written per intersection entry (each belongs to exactly one tile, so no
+// races); the caller scatter-adds them onto Gaussians with index_add_.
+template <typename S>
+static void bwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_isects,
+                const S* xy, const S* conic, const S* opac, const S* col, const S* bg,
+                const int32_t* offsets, const int32_t* flat,
+                const S* out_T, const int32_t* out_last, const S* v_col, const S* v_alpha,
+                S* g_xy, S* g_conic, S* g_opac, S* g_col, S* g_abs, int nthreads) {
+  const int64_t ntiles = (int64_t)I * th * tw;
+  #pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<S> g, c, buf(D);
+    #pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int img = (int)(t / ((int64_t)th * tw));
+      const int tid = (int)(t % ((int64_t)th * tw));
+      const int ty = tid / tw, tx = tid % tw;
+      const int64_t start = offsets[t];
+      const int64_t end = (t == ntiles - 1) ? n_isects : (int64_t)offsets[t + 1];
+      const int64_t n = end - start;
+      if (n == 0) continue;
+      gather(start, n, flat, xy, conic, opac, col, D, g, c);
+      const S* bgi = bg ? bg + (int64_t)img * D : nullptr;
+      for (int i = ty * ts; i < std::min(H, (ty + 1) * ts); ++i) {
+        for (int j = tx * ts; j < std::min(W, (tx + 1) * ts); ++j) {
+          const int64_t pix = ((int64_t)img * H + i) * W + j;
+          const S px = (S)j + (S)0.5, py = (S)i + (S)0.5;
+          const S T_final = out_T[pix];
+          S T = T_final;
+          const S* vc = v_col + pix * D;
+          const S va = v_alpha[pix];
+          S bgdot = 0;
+          if (bgi) for (int d = 0; d < D; ++d) bgdot += bgi[d] * vc[d];
+          std::fill(buf.begin(), buf.end(), (S)0);
+          for (int64_t k = (int64_t)out_last[pix] - 1; k >= 0; --k) {
+            const S* p = &g[k * 7];
+            const S dx = p[0] - px, dy = p[1] - py;
+            const S sigma = (S)0.5 * (p[2] * dx * dx + p[4] * dy * dy) + p[3] * dx * dy;
+            if (sigma < 0 || sigma > p[6]) continue;
+            const S vis = std::exp(-sigma);
+            const S ov = p[5] * vis;
+            const S alpha = std::min(Consts<S>::amax, ov);
+            if (alpha < Consts<S>::thr) continue;
+            const S ra = 1 / (1 - alpha);
+            T *= ra;
+            const S fac = alpha * T;
+            const S* ck = &c[k * D];
+            const int64_t e = start + k;
+            S v_a = 0;
+            for (int d = 0; d < D; ++d) {
+              g_col[e * D + d] += fac * vc[d];
+              v_a += (ck[d] * T - buf[d] * ra) * vc[d];
+            }
+            v_a += T_final * ra * va;
+            if (bgi) v_a -= T_final * ra * bgdot;
+            if (ov <= Consts<S>::amax) {
+              const S v_sigma = -ov * v_a;
+              g_conic[e * 3] += (S)0.5 * v_sigma * dx * dx;
+              g_conic[e * 3 + 1] += v_sigma * dx * dy;
+              g_conic[e * 3 + 2] += (S)0.5 * v_sigma * dy * dy;
+              const S gx = v_sigma * (p[2] * dx + p[3] * dy);
+              const S gy = v_sigma * (p[3] * dx + p[4] * dy);
+              g_xy[e * 2] += gx;
+              g_xy[e * 2 + 1] += gy;
+              if (g_abs) { g_abs[e * 2] += std::fabs(gx); g_abs[e * 2 + 1] += std::fabs(gy); }
+              g_opac[e] += vis * v_a;
+            }
+            for (int d = 0; d < D; ++d) buf[d] += ck[d] * fac;
+          }
+        }
+      }
+    }
+  }
+}
+
+extern "C" {
+#define FWD_ARGS(S) int I, int H, int W, int ts, int tw, int th, int D, int64_t n, \
+  const S* xy, const S* conic, const S* opac, const S* col, const S* bg, \
+  const int32_t* offsets, const int32_t* flat, S* out_col, S* out_T, int32_t* out_last, int nt
+#define FWD_CALL I, H, W, ts, tw, th, D, n, xy, conic, opac, col, bg, offsets, flat, \
+  out_col, out_T, out_last, nt
+void splat_fwd_f32(FWD_ARGS(float)) { fwd<float>(FWD_CALL); }
+void splat_fwd_f64(FWD_ARGS(double)) { fwd<double>(FWD_CALL); }
+#define BWD_ARGS(S) int I, int H, int W, int ts, int tw, int th, int D, int64_t n, \
+  const S* xy, const S* conic, const S* opac, const S* col, const S* bg, \
+  const int32_t* offsets, const int32_t* flat, const S* out_T, const int32_t* out_last, \
+  const S* v_col, const S* v_alpha, S* g_xy, S* g_conic, S* g_opac, S* g_col, S* g_abs, int nt
+#define BWD_CALL I, H, W, ts, tw, th, D, n, xy, conic, opac, col, bg, offsets, flat, \
+  out_T, out_last, v_col, v_alpha, g_xy, g_conic, g_opac, g_col, g_abs, nt
+void splat_bwd_f32(BWD_ARGS(float)) { bwd<float>(BWD_CALL); }
+void splat_bwd_f64(BWD_ARGS(double)) { bwd<double>(BWD_CALL); }
+}
+"""
+
+_CXX_FLAGS = ["-O3", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+_lib_lock = threading.Lock()
+_lib: Any = None
+_lib_error: Optional[str] = None
+
+
+def _cache_dir() -> Path:
+    home = os.environ.get("STUDIO_HOME")
+    base = Path(home) / "cache" if home else Path.home() / ".cache" / "studio"
+    return base / "ext"
+
+
+def _build_library() -> ctypes.CDLL:
+    """Compile (once per source/flags/machine, cached on disk) and load the kernel library."""
+    cxx = os.environ.get("CXX", "g++")
+    key = hashlib.sha256(
+        (_CPP_SOURCE + " ".join(_CXX_FLAGS) + cxx + platform.machine()).encode()
+    ).hexdigest()[:16]
+    out_dir = _cache_dir()
+    lib_path = out_dir / f"splat_cpu_{key}.so"
+    if not lib_path.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+            src = Path(tmp) / "splat_cpu.cpp"
+            src.write_text(_CPP_SOURCE)
+            tmp_so = Path(tmp) / "lib.so"
+            proc = subprocess.run(
+                [cxx, *_CXX_FLAGS, str(src), "-o", str(tmp_so)],
+                capture_output=True, text=True, timeout=300,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"{cxx} failed to build the splat kernel:\n{proc.stderr[-2000:]}")
+            os.replace(tmp_so, lib_path)  # atomic: concurrent builders race harmlessly
+    lib = ctypes.CDLL(str(lib_path))
+    vp, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
+    for name in ("splat_fwd_f32", "splat_fwd_f64"):
+        getattr(lib, name).argtypes = [i32] * 7 + [i64] + [vp] * 10 + [i32]
+        getattr(lib, name).restype = None
+    for name in ("splat_bwd_f32", "splat_bwd_f64"):
+        getattr(lib, name).argtypes = [i32] * 7 + [i64] + [vp] * 16 + [i32]
+        getattr(lib, name).restype = None
+    return lib
+
+
+def kernel_library() -> Any:
+    """The loaded C++ kernel library, or None when it cannot be built (then torch is used)."""
+    global _lib, _lib_error
+    if _lib is None and _lib_error is None:
+        with _lib_lock:
+            if _lib is None and _lib_error is None:
+                try:
+                    _lib = _build_library()
+                except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                    _lib_error = str(e)
+    return _lib
+
+
+def backend() -> str:
+    """Compositor in use: "cpp" or "torch" (env STUDIO_SPLAT_BACKEND forces one)."""
+    forced = os.environ.get("STUDIO_SPLAT_BACKEND", "").lower()
+    if forced == "torch":
+        return "torch"
+    if kernel_library() is not None:
+        return "cpp"
+    if forced == "cpp":
+        raise RuntimeError(f"STUDIO_SPLAT_BACKEND=cpp but the kernel did not build: {_lib_error}")
+    return "torch"
+
+
+def _ptr(t: Optional[Tensor]) -> Optional[int]:
+    return None if t is None else t.data_ptr()
+
+
+class _CompositeCpp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means2d, conics, colors, opacities, backgrounds, width, height,
+                tile_size, isect_offsets, flatten_ids, absgrad):
+        dt = means2d.dtype
+        I, th, tw = isect_offsets.shape
+        D = colors.shape[-1]
+        ctx.shapes = (means2d.shape, conics.shape, colors.shape, opacities.shape)
+        xy = means2d.detach().reshape(-1, 2).contiguous()
+        cn = conics.detach().reshape(-1, 3).contiguous()
+        col = colors.detach().reshape(-1, D).contiguous()
+        op = opacities.detach().reshape(-1).contiguous()
+        bg = None if backgrounds is None else backgrounds.detach().to(dt).contiguous()
+        offs = isect_offsets.contiguous()
+        flat = flatten_ids.contiguous()
+        out_col = torch.empty((I, height, width, D), dtype=dt)
+        out_T = torch.empty((I, height, width), dtype=dt)
+        out_last = torch.empty((I, height, width), dtype=torch.int32)
+        fn = kernel_library().splat_fwd_f64 if dt == torch.float64 else kernel_library().splat_fwd_f32
+        fn(I, height, width, tile_size, tw, th, D, len(flat), _ptr(xy), _ptr(cn), _ptr(op),
+           _ptr(col), _ptr(bg), _ptr(offs), _ptr(flat), _ptr(out_col), _ptr(out_T),
+           _ptr(out_last), torch.get_num_threads())
+        ctx.save_for_backward(xy, cn, col, op, bg, offs, flat, out_T, out_last)
+        ctx.dims = (width, height, tile_size, absgrad, backgrounds is not None)
+        ctx.means2d_ref = means2d
+        alphas = (1.0 - out_T)[..., None]
+        return out_col, alphas
+
+    @staticmethod
+    def backward(ctx, v_col, v_alpha):
+        xy, cn, col, op, bg, offs, flat, out_T, out_last = ctx.saved_tensors
+        width, height, tile_size, absgrad, has_bg = ctx.dims
+        dt = xy.dtype
+        I, th, tw = offs.shape
+        D = col.shape[-1]
+        n = len(flat)
+        v_col = v_col.to(dt).contiguous()
+        v_alpha = v_alpha[..., 0].to(dt).contiguous()
+        g_xy = torch.zeros((n, 2), dtype=dt)
+        g_cn = torch.zeros((n, 3), dtype=dt)
+        g_op = torch.zeros((n,), dtype=dt)
+        g_col = torch.zeros((n, D), dtype=dt)
+        g_abs = torch.zeros((n, 2), dtype=dt) if absgrad else None
+        lib = kernel_library()
+        fn = lib.splat_bwd_f64 if dt == torch.float64 else lib.splat_bwd_f32
+        fn(I, height, width, tile_size, tw, th, D, n, _ptr(xy), _ptr(cn), _ptr(op), _ptr(col),
+           _ptr(bg), _ptr(offs), _ptr(flat), _ptr(out_T), _ptr(out_last), _ptr(v_col),
+           _ptr(v_alpha), _ptr(g_xy), _ptr(g_cn), _ptr(g_op), _ptr(g_col), _ptr(g_abs),
+           torch.get_num_threads())
+        idx = flat.long()
+        M = xy.shape[0]
+        v_xy = torch.zeros((M, 2), dtype=dt).index_add_(0, idx, g_xy)
+        v_cn = torch.zeros((M, 3), dtype=dt).index_add_(0, idx, g_cn)
+        v_op = torch.zeros((M,), dtype=dt).index_add_(0, idx, g_op)
+        v_cl = torch.zeros((M, D), dtype=dt).index_add_(0, idx, g_col)
+        if absgrad:
+            ab = torch.zeros((M, 2), dtype=dt).index_add_(0, idx, g_abs)
+            ctx.means2d_ref.absgrad = ab.reshape(ctx.shapes[0])
+        v_bg = None
+        if has_bg and ctx.needs_input_grad[4]:
+            v_bg = (v_col * out_T[..., None]).sum(dim=(1, 2))
+        s_xy, s_cn, s_cl, s_op = ctx.shapes
+        return (v_xy.reshape(s_xy), v_cn.reshape(s_cn), v_cl.reshape(s_cl), v_op.reshape(s_op), v_bg,
+                None, None, None, None, None, None)
+
+
+def _composite_torch(means2d, conics, colors, opacities, backgrounds, width, height,
+                     tile_size, isect_offsets, flatten_ids, absgrad):
+    """Vectorised-torch compositor per tile (autograd backward); fallback without a compiler."""
+    I, th, tw = isect_offsets.shape
+    D = colors.shape[-1]
+    dt = means2d.dtype
+    means2d, conics = means2d.reshape(-1, 2), conics.reshape(-1, 3)
+    colors, opacities = colors.reshape(-1, D), opacities.reshape(-1)
+    n_isects = len(flatten_ids)
+    offs = torch.cat([isect_offsets.flatten().long(), torch.tensor([n_isects])])
+    flat = flatten_ids.long()
+    img_cols, img_T = [], []
+    for img in range(I):
+        rows_c, rows_t = [], []
+        for ty in range(th):
+            tiles_c, tiles_t = [], []
+            y0, y1 = ty * tile_size, min(height, (ty + 1) * tile_size)
+            for tx in range(tw):
+                x0, x1 = tx * tile_size, min(width, (tx + 1) * tile_size)
+                t = (img * th + ty) * tw + tx
+                ids = flat[offs[t]:offs[t + 1]]
+                yy, xx = torch.meshgrid(
+                    torch.arange(y0, y1, dtype=dt) + 0.5, torch.arange(x0, x1, dtype=dt) + 0.5,
+                    indexing="ij",
+                )
+                p = torch.stack([xx.flatten(), yy.flatten()], -1)  # (P,2)
+                d = means2d[ids][None, :, :] - p[:, None, :]  # (P,K,2)
+                cn = conics[ids]
+                sigma = 0.5 * (cn[:, 0] * d[..., 0] ** 2 + cn[:, 2] * d[..., 1] ** 2) \
+                    + cn[:, 1] * d[..., 0] * d[..., 1]
+                alpha = torch.clamp(opacities[ids] * torch.exp(-sigma), max=ALPHA_MAX)
+                alpha = torch.where((sigma < 0) | (alpha < ALPHA_THRESHOLD), 0.0, alpha)
+                with torch.no_grad():
+                    # transmittance is monotone, so "next_T > 1e-4" marks exactly the
+                    # Gaussians gsplat composites before a pixel terminates
+                    keep = torch.cumprod(1.0 - alpha, dim=1) > T_MIN
+                alpha = alpha * keep
+                one_m = 1.0 - alpha
+                T_excl = torch.cat([torch.ones_like(one_m[:, :1]), torch.cumprod(one_m, 1)[:, :-1]], 1)
+                w = alpha * T_excl
+                c = w @ colors[ids] if len(ids) else torch.zeros((len(p), D), dtype=dt)
+                T_fin = torch.prod(one_m, 1) if len(ids) else torch.ones(len(p), dtype=dt)
+                tiles_c.append(c.reshape(y1 - y0, x1 - x0, D))
+                tiles_t.append(T_fin.reshape(y1 - y0, x1 - x0))
+            rows_c.append(torch.cat(tiles_c, 1))
+            rows_t.append(torch.cat(tiles_t, 1))
+        img_cols.append(torch.cat(rows_c, 0))
+        img_T.append(torch.cat(rows_t, 0))
+    cols = torch.stack(img_cols)
+    T = torch.stack(img_T)[..., None]
+    if backgrounds is not None:
+        cols = cols + T * backgrounds[:, None, None, :]
+    return cols, 1.0 - T
+
+
+def rasterize_to_pixels(
+    means2d: Tensor,
+    conics: Tensor,
+    colors: Tensor,
+    opacities: Tensor,
+    width: int,
+    height: int,
+    tile_size: int,
+    isect_offsets: Tensor,
+    flatten_ids: Tensor,
+    backgrounds: Optional[Tensor] = None,
+    absgrad: bool = False,
+) -> Tuple[Tensor, Tensor]:
+    """Front-to-back alpha compositing of M projected Gaussians into I images.
+
+    means2d (…,2), conics (…,3), colors (…,D), opacities (…) whose leading dims flatten to
+    M (= I·N or nnz; flatten_ids index that flattening),
+    isect_offsets (I,th,tw) int32 and flatten_ids (n_isects,) int32 from ``isect_tiles``,
+    backgrounds (I,D) or None. Returns colors (I,H,W,D) and alphas (I,H,W,1), differentiable
+    w.r.t. means2d, conics, colors, opacities, backgrounds. With absgrad the backward pass
+    stores Σ|∂L/∂means2d| per pixel in ``means2d.absgrad`` (C++ backend).
+    """
+    if backend() == "cpp":
+        return _CompositeCpp.apply(means2d, conics, colors, opacities, backgrounds, width,
+                                   height, tile_size, isect_offsets, flatten_ids, absgrad)
+    if absgrad:
+        raise NotImplementedError("absgrad needs the C++ splat kernel (g++ was not usable)")
+    return _composite_torch(means2d, conics, colors, opacities, backgrounds, width, height,
+                            tile_size, isect_offsets, flatten_ids, absgrad)
+
+
+# ----------------------------------------------------------------------------------------
+# Full pipeline (gsplat.rasterization on CPU)
+# ----------------------------------------------------------------------------------------
+
+
+def rasterization_cpu(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    radius_clip: float = 0.0,
+    eps2d: float = 0.3,
+    sh_degree: Optional[int] = None,
+    packed: bool = True,
+    tile_size: int = 16,
+    backgrounds: Optional[Tensor] = None,
+    render_mode: str = "RGB",
+    absgrad: bool = False,
+    rasterize_mode: str = "classic",
+    covars: Optional[Tensor] = None,
+) -> Tuple[Tensor, Tensor, Dict[str, Any]]:
+    """``gsplat.rasterization`` for CPU tensors (pinhole cameras); same shapes and ``meta``."""
+    from gsplat.cuda._torch_impl import _spherical_harmonics
+
+    assert render_mode in ("RGB", "D", "ED", "RGB+D", "RGB+ED"), render_mode
+    assert rasterize_mode in ("classic", "antialiased"), rasterize_mode
+    batch_dims = means.shape[:-2]
+    B = math.prod(batch_dims)
+    N = means.shape[-2]
+    C = viewmats.shape[-3]
+    I = B * C
+    dt = means.dtype
+    assert means.shape == batch_dims + (N, 3), means.shape
+    assert opacities.shape == batch_dims + (N,), opacities.shape
+    assert viewmats.shape == batch_dims + (C, 4, 4), viewmats.shape
+    assert Ks.shape == batch_dims + (C, 3, 3), Ks.shape
+    if covars is None:
+        assert quats.shape == batch_dims + (N, 4) and scales.shape == batch_dims + (N, 3)
+    else:
+        assert covars.shape == batch_dims + (N, 3, 3), covars.shape
+
+    radii, means2d, depths, conics, comp = fully_fused_projection(
+        means.reshape(B, N, 3),
+        None if covars is None else covars.reshape(B, N, 3, 3),
+        None if covars is not None else quats.reshape(B, N, 4),
+        None if covars is not None else scales.reshape(B, N, 3),
+        viewmats.reshape(B, C, 4, 4).to(dt),
+        Ks.reshape(B, C, 3, 3).to(dt),
+        width, height, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+        radius_clip=radius_clip, calc_compensations=rasterize_mode == "antialiased",
+        opacities=opacities.reshape(B, N).detach(),
+    )  # (B,C,N,...)
+    opac_bcn = opacities.reshape(B, 1, N).expand(B, C, N)
+    if comp is not None:
+        opac_bcn = opac_bcn * comp
+
+    meta: Dict[str, Any] = {}
+    valid = (radii > 0).all(-1)  # (B,C,N)
+    if packed:
+        b_ids, c_ids, g_ids = torch.nonzero(valid, as_tuple=True)
+        radii_o = radii[b_ids, c_ids, g_ids]
+        means2d_o = means2d[b_ids, c_ids, g_ids]
+        depths_o = depths[b_ids, c_ids, g_ids]
+        conics_o = conics[b_ids, c_ids, g_ids]
+        opac_o = opac_bcn[b_ids, c_ids, g_ids]
+        image_ids = b_ids * C + c_ids
+        meta.update(batch_ids=b_ids, camera_ids=c_ids, gaussian_ids=g_ids)
+    else:
+        out = batch_dims + (C, N)
+        radii_o, means2d_o = radii.reshape(out + (2,)), means2d.reshape(out + (2,))
+        depths_o, conics_o = depths.reshape(out), conics.reshape(out + (3,))
+        opac_o = opac_bcn.reshape(out)
+        image_ids = torch.arange(I).repeat_interleave(N)
+        meta.update(batch_ids=None, camera_ids=None, gaussian_ids=None)
+    meta.update(radii=radii_o, means2d=means2d_o, depths=depths_o, conics=conics_o,
+                opacities=opac_o)
+
+    # colours per (image, gaussian) as (B,C,N,D)
+    if sh_degree is None:
+        if colors.dim() == len(batch_dims) + 2:
+            cols = colors.reshape(B, 1, N, -1).expand(B, C, N, colors.shape[-1])
+        else:
+            cols = colors.reshape(B, C, N, -1)
+    else:
+        K = colors.shape[-2]
+        campos = torch.inverse(viewmats.reshape(B, C, 4, 4).to(dt))[..., :3, 3]  # (B,C,3)
+        if colors.dim() == len(batch_dims) + 3:
+            shs = colors.reshape(B, 1, N, K, 3).expand(B, C, N, K, 3)
+        else:
+            shs = colors.reshape(B, C, N, K, 3)
+        if packed:
+            dirs = means.reshape(B, N, 3)[b_ids, g_ids] - campos[b_ids, c_ids]
+            cols = _spherical_harmonics(sh_degree, dirs, shs[b_ids, c_ids, g_ids])
+        else:
+            dirs = means.reshape(B, 1, N, 3) - campos[:, :, None, :]
+            cols = _spherical_harmonics(sh_degree, dirs, shs)
+        cols = torch.clamp_min(cols + 0.5, 0.0)
+    if packed and sh_degree is None:
+        cols = cols[b_ids, c_ids, g_ids]
+    cols = cols.reshape(-1, cols.shape[-1])
+
+    bgs = None if backgrounds is None else backgrounds.reshape(I, -1).to(dt)
+    dflat = depths_o.reshape(-1)
+    if render_mode in ("RGB+D", "RGB+ED"):
+        cols = torch.cat([cols, dflat[:, None]], -1)
+        if bgs is not None:
+            bgs = torch.cat([bgs, torch.zeros((I, 1), dtype=dt)], -1)
+    elif render_mode in ("D", "ED"):
+        cols = dflat[:, None]
+        if bgs is not None:
+            bgs = torch.zeros((I, 1), dtype=dt)
+
+    tile_width = math.ceil(width / float(tile_size))
+    tile_height = math.ceil(height / float(tile_size))
+    tiles_per_gauss, isect_ids, flatten_ids, isect_offsets = isect_tiles(
+        means2d_o.reshape(-1, 2), radii_o.reshape(-1, 2), dflat, image_ids, I, tile_size,
+        tile_width, tile_height,
+    )
+    meta.update(
+        tile_width=tile_width, tile_height=tile_height,
+        tiles_per_gauss=tiles_per_gauss if packed else tiles_per_gauss.reshape(batch_dims + (C, N)),
+        isect_ids=isect_ids, flatten_ids=flatten_ids,
+        isect_offsets=isect_offsets.reshape(batch_dims + (C, tile_height, tile_width)),
+        width=width, height=height, tile_size=tile_size, n_batches=B, n_cameras=C,
+    )
+
+    # means2d_o is the exact tensor in meta: strategies read its .grad / .absgrad
+    render_colors, render_alphas = rasterize_to_pixels(
+        means2d_o, conics_o, cols, opac_o, width, height, tile_size, isect_offsets,
+        flatten_ids, backgrounds=bgs, absgrad=absgrad,
+    )
+    if render_mode in ("ED", "RGB+ED"):
+        render_colors = torch.cat(
+            [render_colors[..., :-1], render_colors[..., -1:] / render_alphas.clamp(min=1e-10)], -1
+        )
+    out_shape = batch_dims + (C, height, width)
+    return (render_colors.reshape(out_shape + (-1,)), render_alphas.reshape(out_shape + (1,)),
+            meta)

@@ -1,0 +1,267 @@
+"""CPU splat rasterizer vs gsplat's torch references and a dense compositor kept here."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from gsplat.cuda._torch_impl import (
+    _fully_fused_projection,
+    _quat_scale_to_covar_preci,
+    _spherical_harmonics,
+)
+
+from studio.renderers import splat_cpu
+from studio.renderers.splat_raster import rasterization
+
+
+# ---------------------------------------------------------------------------------------
+# scenes
+# ---------------------------------------------------------------------------------------
+
+
+def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, -1.0, 0.0)) -> torch.Tensor:
+    """World→camera 4×4 (OpenCV: x right, y down, z forward)."""
+    eye, target, up = (torch.tensor(v, dtype=torch.float64) for v in (eye, target, up))
+    z = torch.nn.functional.normalize(target - eye, dim=0)
+    x = torch.nn.functional.normalize(torch.linalg.cross(up, z), dim=0)
+    y = torch.linalg.cross(z, x)
+    R = torch.stack([x, y, z])  # rows: camera axes in world
+    V = torch.eye(4, dtype=torch.float64)
+    V[:3, :3] = R
+    V[:3, 3] = -R @ eye
+    return V
+
+
+def make_scene(n=200, n_cams=2, width=40, height=32, seed=0, dtype=torch.float32, sh_degree=None):
+    g = torch.Generator().manual_seed(seed)
+    means = (torch.rand(n, 3, generator=g, dtype=torch.float64) * 2 - 1)
+    quats = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    scales = torch.exp(torch.empty(n, 3, dtype=torch.float64).uniform_(math.log(0.03), math.log(0.25), generator=g))
+    opac = torch.empty(n, dtype=torch.float64).uniform_(0.05, 0.99, generator=g)
+    if sh_degree is None:
+        colors = torch.rand(n, 3, generator=g, dtype=torch.float64)
+    else:
+        colors = torch.randn(n, (sh_degree + 1) ** 2, 3, generator=g, dtype=torch.float64) * 0.3
+    eyes = [(3.0 * math.sin(a), 0.4, -3.0 * math.cos(a)) for a in torch.linspace(0, 1.5, n_cams).tolist()]
+    viewmats = torch.stack([look_at(e) for e in eyes])
+    f = 0.9 * width
+    K = torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=torch.float64)
+    Ks = K.expand(n_cams, 3, 3).clone()
+    cast = lambda t: t.to(dtype)  # noqa: E731
+    return dict(means=cast(means), quats=cast(quats), scales=cast(scales), opacities=cast(opac),
+                colors=cast(colors), viewmats=cast(viewmats), Ks=cast(Ks), width=width, height=height)
+
+
+# ---------------------------------------------------------------------------------------
+# dense reference: every Gaussian against every pixel, front to back, gsplat's alpha rules
+# ---------------------------------------------------------------------------------------
+
+
+def dense_composite(means2d, conics, opac, colors, depths, valid, width, height, bg=None):
+    """One image. means2d (N,2) conics (N,3) opac (N,) colors (N,D) depths (N,) valid (N,)."""
+    dt = means2d.dtype
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=dt) + 0.5, torch.arange(width, dtype=dt) + 0.5, indexing="ij")
+    px, py = xs.flatten(), ys.flatten()
+    P, D = px.shape[0], colors.shape[-1]
+    T = torch.ones(P, dtype=dt)
+    acc = torch.zeros(P, D, dtype=dt)
+    done = torch.zeros(P, dtype=torch.bool)
+    ids = torch.nonzero(valid).flatten()
+    order = ids[torch.sort(depths[ids].detach().float(), stable=True).indices]
+    for g in order.tolist():
+        dx, dy = means2d[g, 0] - px, means2d[g, 1] - py
+        a, b, c = conics[g]
+        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+        alpha = torch.clamp(opac[g] * torch.exp(-sigma), max=0.999)
+        ok = (sigma >= 0) & (alpha >= 1.0 / 255.0) & ~done
+        next_T = T * (1 - alpha)
+        term = ok & (next_T <= 1e-4)
+        done = done | term
+        use = ok & ~term
+        acc = acc + torch.where(use, alpha * T, 0.0)[:, None] * colors[g]
+        T = torch.where(use, next_T, T)
+    if bg is not None:
+        acc = acc + T[:, None] * bg
+    return acc.reshape(height, width, D), (1 - T).reshape(height, width, 1)
+
+
+def dense_render(s, sh_degree=None, backgrounds=None, render_mode="RGB", antialiased=False):
+    """Whole reference pipeline from gsplat's torch references + dense_composite."""
+    covars, _ = _quat_scale_to_covar_preci(s["quats"], s["scales"], compute_preci=False)
+    radii, means2d, depths, conics, comp = _fully_fused_projection(
+        s["means"], covars, s["viewmats"], s["Ks"], s["width"], s["height"],
+        calc_compensations=antialiased)
+    cols, alphas = [], []
+    campos = torch.inverse(s["viewmats"])[:, :3, 3]
+    for ci in range(len(s["viewmats"])):
+        if sh_degree is None:
+            c = s["colors"]
+        else:
+            c = torch.clamp_min(_spherical_harmonics(sh_degree, s["means"] - campos[ci], s["colors"]) + 0.5, 0)
+        o = s["opacities"] * (comp[ci] if antialiased else 1)
+        bg = None if backgrounds is None else backgrounds[ci]
+        if render_mode in ("RGB+D", "RGB+ED"):
+            c = torch.cat([c, depths[ci][:, None]], -1)
+            bg = None if bg is None else torch.cat([bg, bg.new_zeros(1)])
+        rc, ra = dense_composite(means2d[ci], conics[ci], o, c, depths[ci], (radii[ci] > 0).all(-1),
+                                 s["width"], s["height"], bg)
+        if render_mode == "RGB+ED":
+            rc = torch.cat([rc[..., :-1], rc[..., -1:] / ra.clamp(min=1e-10)], -1)
+        cols.append(rc)
+        alphas.append(ra)
+    return torch.stack(cols), torch.stack(alphas)
+
+
+def ours(s, **kw):
+    return rasterization(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"],
+                         s["viewmats"], s["Ks"], s["width"], s["height"], **kw)
+
+
+# ---------------------------------------------------------------------------------------
+# projection
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("antialiased", [False, True])
+def test_projection_matches_gsplat_reference(antialiased):
+    s = make_scene(n=500, n_cams=3, seed=1)
+    s["means"][:5] = torch.tensor([0.0, 0.0, -3.2])  # behind camera 0: culled
+    covars, _ = _quat_scale_to_covar_preci(s["quats"], s["scales"], compute_preci=False)
+    r_ref, m_ref, d_ref, c_ref, comp_ref = _fully_fused_projection(
+        s["means"], covars, s["viewmats"], s["Ks"], s["width"], s["height"],
+        calc_compensations=antialiased)
+    r, m, d, c, comp = splat_cpu.fully_fused_projection(
+        s["means"][None], None, s["quats"][None], s["scales"][None], s["viewmats"][None],
+        s["Ks"][None], s["width"], s["height"], calc_compensations=antialiased)
+    r, m, d, c = r[0], m[0], d[0], c[0]
+    assert r.dtype == torch.int32 and r.shape == r_ref.shape == (3, 500, 2)
+    assert torch.equal(r, r_ref)
+    v = (r > 0).all(-1)
+    assert 50 < v.sum() < v.numel() and not v[0, :5].any()
+    torch.testing.assert_close(m[v], m_ref[v], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(c[v], c_ref[v], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(d, d_ref, rtol=1e-6, atol=1e-6)
+    if antialiased:
+        torch.testing.assert_close(comp[0][v], comp_ref[v], rtol=1e-5, atol=1e-6)
+
+
+def test_opacity_aware_radii_cull_faint_gaussians():
+    s = make_scene(n=100, seed=2)
+    s["opacities"][:10] = 0.002  # below 1/255: culled as gsplat's CUDA kernel does
+    r, *_ = splat_cpu.fully_fused_projection(
+        s["means"][None], None, s["quats"][None], s["scales"][None], s["viewmats"][None],
+        s["Ks"][None], s["width"], s["height"], opacities=s["opacities"][None])
+    r_plain, *_ = splat_cpu.fully_fused_projection(
+        s["means"][None], None, s["quats"][None], s["scales"][None], s["viewmats"][None],
+        s["Ks"][None], s["width"], s["height"])
+    assert (r[0, :, :10] == 0).all()
+    assert (r <= r_plain).all() and (r < r_plain).any()
+
+
+def test_tile_binning_matches_gsplat_reference():
+    from gsplat.cuda._torch_impl import _isect_offset_encode, _isect_tiles
+
+    s = make_scene(n=120, n_cams=2, seed=3)
+    r, m, d, _, _ = splat_cpu.fully_fused_projection(
+        s["means"][None], None, s["quats"][None], s["scales"][None], s["viewmats"][None],
+        s["Ks"][None], s["width"], s["height"])
+    tw, th = math.ceil(40 / 8), math.ceil(32 / 8)
+    tpg_ref, ids_ref, flat_ref = _isect_tiles(m[0], r[0], d[0], 8, tw, th)
+    offs_ref = _isect_offset_encode(ids_ref, 2, tw, th)
+    tpg, ids, flat, offs = splat_cpu.isect_tiles(
+        m[0].reshape(-1, 2), r[0].reshape(-1, 2), d[0].reshape(-1),
+        torch.arange(2).repeat_interleave(120), 2, 8, tw, th)
+    assert torch.equal(tpg.reshape(2, 120), tpg_ref)
+    assert torch.equal(ids, ids_ref) and torch.equal(flat, flat_ref)
+    assert torch.equal(offs, offs_ref)
+
+
+# ---------------------------------------------------------------------------------------
+# images vs dense reference
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tile_size", [4, 8, 16])
+@pytest.mark.parametrize("packed", [True, False])
+def test_images_match_dense_reference(tile_size, packed):
+    s = make_scene(n=200, n_cams=2, seed=4)
+    bgs = torch.tensor([[0.2, 0.4, 0.6], [1.0, 0.0, 0.5]])
+    rc, ra, meta = ours(s, tile_size=tile_size, packed=packed, backgrounds=bgs, render_mode="RGB+D")
+    ref_c, ref_a = dense_render(s, backgrounds=bgs, render_mode="RGB+D")
+    assert rc.shape == (2, 32, 40, 4) and ra.shape == (2, 32, 40, 1)
+    assert (ref_a > 0.5).float().mean() > 0.3  # the scene is not empty
+    torch.testing.assert_close(rc, ref_c, rtol=0, atol=1e-4 * max(1.0, ref_c[..., 3].max().item()))
+    torch.testing.assert_close(rc[..., :3], ref_c[..., :3], rtol=0, atol=1e-4)
+    torch.testing.assert_close(ra, ref_a, rtol=0, atol=1e-4)
+    if packed:
+        assert meta["radii"].shape == (len(meta["gaussian_ids"]), 2)
+    else:
+        assert meta["radii"].shape == (2, 200, 2) and meta["means2d"].shape == (2, 200, 2)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "D", "ED", "RGB+ED"])
+def test_modes_sh_and_antialiasing_match_dense_reference_float64(mode):
+    s = make_scene(n=150, n_cams=2, seed=5, dtype=torch.float64, sh_degree=2)
+    aa = mode in ("ED", "RGB+ED")
+    rc, ra, _ = ours(s, sh_degree=2, render_mode=mode, rasterize_mode="antialiased" if aa else "classic")
+    ref_mode = "RGB+ED" if mode in ("ED", "RGB+ED") else "RGB+D"
+    ref_c, ref_a = dense_render(s, sh_degree=2, render_mode=ref_mode, antialiased=aa)
+    want = {"RGB": ref_c[..., :3], "D": ref_c[..., 3:], "ED": ref_c[..., 3:], "RGB+ED": ref_c}[mode]
+    torch.testing.assert_close(rc, want, rtol=0, atol=1e-9)
+    torch.testing.assert_close(ra, ref_a, rtol=0, atol=1e-10)
+
+
+def test_gradients_match_dense_reference():
+    s = make_scene(n=60, n_cams=2, width=24, height=20, seed=6, dtype=torch.float64, sh_degree=1)
+    names = ["means", "quats", "scales", "opacities", "colors"]
+    bgs = torch.tensor([[0.3, 0.3, 0.3], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    w = torch.randn(2, 20, 24, 4, dtype=torch.float64)
+    grads = []
+    for fn in (lambda s: ours(s, sh_degree=1, backgrounds=bgs, render_mode="RGB+D")[:2],
+               lambda s: dense_render(s, sh_degree=1, backgrounds=bgs, render_mode="RGB+D")):
+        t = {k: (v.clone().requires_grad_(k in names) if torch.is_tensor(v) else v) for k, v in s.items()}
+        c, a = fn(t)
+        ((c * w).sum() + (a[..., 0] * w[..., 0]).sum()).backward()
+        grads.append([t[k].grad for k in names])
+    for name, g, gr in zip(names, *grads):
+        torch.testing.assert_close(g, gr, rtol=1e-6, atol=1e-8, msg=name)
+
+
+def test_torch_fallback_compositor_matches(monkeypatch):
+    s = make_scene(n=120, n_cams=2, seed=7)
+    bgs = torch.tensor([[0.2, 0.4, 0.6], [1.0, 0.0, 0.5]])
+    monkeypatch.setenv("STUDIO_SPLAT_BACKEND", "torch")
+    assert splat_cpu.backend() == "torch"
+    rc, ra, _ = ours(s, tile_size=8, backgrounds=bgs, render_mode="RGB+D")
+    ref_c, ref_a = dense_render(s, backgrounds=bgs, render_mode="RGB+D")
+    torch.testing.assert_close(rc[..., :3], ref_c[..., :3], rtol=0, atol=1e-4)
+    torch.testing.assert_close(ra, ref_a, rtol=0, atol=1e-4)
+
+
+def test_cpp_kernel_is_built_and_used():
+    assert splat_cpu.backend() == "cpp", splat_cpu._lib_error
+
+
+# ---------------------------------------------------------------------------------------
+# gradcheck
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("packed,sh", [(True, None), (False, 1)])
+def test_gradcheck_float64(packed, sh):
+    s = make_scene(n=6, n_cams=2, width=12, height=10, seed=8, dtype=torch.float64, sh_degree=sh)
+    s["opacities"] = torch.linspace(0.3, 0.7, 6, dtype=torch.float64)
+    s["scales"] = s["scales"] * 3
+    bgs = torch.tensor([[0.1, 0.2, 0.3], [0.5, 0.5, 0.0]], dtype=torch.float64, requires_grad=True)
+
+    def f(means, quats, scales, opacities, colors, bgs):
+        c, a, _ = rasterization(means, quats, scales, opacities, colors, s["viewmats"], s["Ks"],
+                                12, 10, sh_degree=sh, packed=packed, tile_size=4,
+                                backgrounds=bgs, render_mode="RGB+ED")
+        return c, a
+
+    inputs = [s[k].clone().requires_grad_(True) for k in ["means", "quats", "scales", "opacities", "colors"]]
+    c, a = f(*inputs, bgs)
+    assert (a > 0.3).float().mean() > 0.3
+    assert torch.autograd.gradcheck(f, (*inputs, bgs), eps=1e-6, atol=1e-6, rtol=1e-4)
