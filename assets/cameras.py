@@ -34,6 +34,34 @@ def distort_normalized(xy: np.ndarray, dist: np.ndarray) -> np.ndarray:
     return np.stack([x + dx, y + dy], axis=-1)
 
 
+def undistort_normalized(xy_d: np.ndarray, dist: np.ndarray, iterations: int = 20) -> np.ndarray:
+    """Invert `distort_normalized` by Newton's method: distorted (...,2) → ideal normalised coords.
+
+    Converges to ~1e-12 inside the image for the distortion real lenses have; points where the
+    distortion model folds over (far outside the image for strong k1 < 0) have no unique inverse."""
+    xy_d = np.asarray(xy_d, dtype=np.float64)
+    d = np.asarray(dist, dtype=np.float64)
+    k1, k2, p1, p2 = d[..., 0], d[..., 1], d[..., 2], d[..., 3]
+    xy = xy_d.copy()
+    for _ in range(iterations):
+        x, y = xy[..., 0], xy[..., 1]
+        r2 = x * x + y * y
+        radial = k1 * r2 + k2 * r2 * r2
+        d_rad = k1 + 2.0 * k2 * r2
+        res = distort_normalized(xy, d) - xy_d
+        j00 = 1.0 + radial + 2.0 * x * x * d_rad + 2.0 * p1 * y + 6.0 * p2 * x
+        j11 = 1.0 + radial + 2.0 * y * y * d_rad + 2.0 * p2 * x + 6.0 * p1 * y
+        j01 = 2.0 * x * y * d_rad + 2.0 * p1 * x + 2.0 * p2 * y
+        det = j00 * j11 - j01 * j01
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.stack([(j11 * res[..., 0] - j01 * res[..., 1]) / det,
+                             (j00 * res[..., 1] - j01 * res[..., 0]) / det], axis=-1)
+        xy = xy - np.where(np.isfinite(step), step, 0.0)
+        if np.all(np.abs(step[np.isfinite(step)]) < 1e-15):
+            break
+    return xy
+
+
 @dataclass(frozen=True, eq=False)
 class Cameras:
     """N pinhole cameras sharing one image size.
@@ -123,6 +151,22 @@ class Cameras:
         with np.errstate(divide="ignore", invalid="ignore"):
             uv = uvw[..., :2] / uvw[..., 2:3]
         return uv, z
+
+    def undistort_points(self, uv: np.ndarray) -> np.ndarray:
+        """Remove lens distortion from pixel coordinates uv (N,P,2) (one row per camera): returns
+        where each point would appear in the ideal pinhole camera with the same K. Without
+        `dist` the input is returned unchanged (as float64)."""
+        uv = np.asarray(uv, dtype=np.float64)
+        if uv.ndim != 3 or uv.shape[0] != len(self) or uv.shape[2] != 2:
+            raise ValueError(f"uv must be (N,P,2) with N = {len(self)}, got {uv.shape}")
+        if self.dist is None:
+            return uv.copy()
+        kinv = np.linalg.inv(self.K)
+        h = np.concatenate([uv, np.ones(uv.shape[:2] + (1,))], axis=-1)
+        n = np.einsum("nij,npj->npi", kinv, h)
+        xy = undistort_normalized(n[..., :2] / n[..., 2:3], self.dist[:, None, :])
+        out = np.einsum("nij,npj->npi", self.K, np.concatenate([xy, np.ones(xy.shape[:2] + (1,))], axis=-1))
+        return out[..., :2] / out[..., 2:3]
 
     @classmethod
     def look_at(

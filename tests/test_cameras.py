@@ -99,6 +99,11 @@ def test_projection_with_distortion_matches_colmap_opencv_model():
     # zero distortion equals no distortion; nonzero distortion moves points
     np.testing.assert_allclose(_orbit(3, dist=np.zeros(4)).project(pts)[0], _orbit(3).project(pts)[0], atol=1e-12)
     assert np.abs(uv - _orbit(3).project(pts)[0]).max() > 1.0
+    # undistort_points inverts it: back to where the ideal pinhole camera sees the points
+    np.testing.assert_allclose(cams.undistort_points(uv), _orbit(3).project(pts)[0], atol=1e-9)
+    np.testing.assert_array_equal(_orbit(3).undistort_points(uv), uv)
+    with pytest.raises(ValueError, match="uv"):
+        cams.undistort_points(uv[0])
 
 
 # ------------------------------------------------------------------ COLMAP
