@@ -231,6 +231,10 @@ def test_read_colmap_errors(tmp_path, testdata):
     (bad / "images.txt").write_text(txt[: len(txt) // 2])
     with pytest.raises(InvalidAssetError, match="trunc"):
         read_colmap(bad)
+    binf = write_colmap(read_colmap(src), tmp_path / "bin", binary=True) / "images.bin"
+    binf.write_bytes(binf.read_bytes()[:5000])
+    with pytest.raises(InvalidAssetError, match="bin"):
+        read_colmap(binf.parent)
     fish = tmp_path / "fish"
     fish.mkdir()
     write_colmap(read_colmap(src), fish, binary=False)
