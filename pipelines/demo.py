@@ -1,69 +1,70 @@
-"""`studio demo`: the main job on the built-in procedural sample (needs no data, no weights)."""
+"""The `demo` pipeline: the main job on the built-in procedural sample (needs no data, no weights).
+
+Stages: sample (procedural asset + surface splats, cached) → export (GLB + USDZ + splat PLY,
+each validated; writes the job's files).
+"""
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from studio.assets import Asset
 from studio.assets.io import save
-from studio.assets.validate import ValidationReport, validate
+from studio.assets.validate import validate
+from studio.pipeline import Pipeline, Stage, StageContext, param
 
 from .procedural import SampleParams, sample_asset, surface_splats
 
-Progress = Callable[[float, str], None]
+
+@dataclass(frozen=True)
+class DemoParams:
+    texture_size: int = param(512, "procedural texture size in pixels", minimum=16, maximum=4096)
+    splats: int = param(20000, "Gaussian splats sampled on the surface", minimum=1, maximum=2_000_000)
+    seed: int = param(0, "random seed")
+    out: str = param("", "folder for the results (default: the job's folder)")
 
 
-@dataclass
-class DemoResult:
-    """Files written (name → path), their validation reports, and stage timings in seconds."""
-
-    files: dict[str, Path] = field(default_factory=dict)
-    reports: list[ValidationReport] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.reports)
-
-    def to_dict(self) -> dict:
-        return {
-            "ok": self.ok,
-            "files": {k: str(v) for k, v in self.files.items()},
-            "validation": [asdict(r) | {"ok": r.ok} for r in self.reports],
-            "timings_s": self.timings,
-        }
+def stage_sample(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> Asset:
+    """Procedural asset with every PBR map, plus splats sampled from its surface."""
+    ctx.progress(0.0, "building procedural sample")
+    asset = sample_asset(SampleParams(texture_size=p.texture_size))
+    ctx.progress(0.5, "sampling surface splats")
+    asset.splats = surface_splats(asset, count=p.splats, seed=p.seed)
+    asset.metadata.seed = p.seed
+    return asset
 
 
-def run_demo(out: str | Path, progress: Progress | None = None, params: SampleParams = SampleParams()) -> DemoResult:
-    """Build the procedural sample, write GLB + USDZ + splat PLY into `out`, validate each."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    report = progress or (lambda f, m: None)
-    result = DemoResult()
+def stage_export(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Path]:
+    """Write sample.glb, sample.usdz and sample_splats.ply; validate each; write validation.json."""
+    asset: Asset = inputs["sample"]
+    out = Path(p.out) if p.out else ctx.out_dir
+    mesh_only = Asset(meshes=asset.meshes, metadata=asset.metadata)
+    splats_only = Asset(splats=asset.splats, metadata=asset.metadata)
+    targets = [("glb", out / "sample.glb", mesh_only), ("usdz", out / "sample.usdz", mesh_only),
+               ("splat_ply", out / "sample_splats.ply", splats_only)]
+    files: dict[str, Path] = {}
+    reports = []
+    for i, (name, path, a) in enumerate(targets):
+        ctx.progress(i / len(targets), f"writing + validating {path.name}")
+        save(a, path, validate=False)
+        r = validate(path)
+        reports.append(asdict(r) | {"ok": r.ok})
+        files[name] = path
+    report_path = out / "validation.json"
+    report_path.write_text(json.dumps(reports, indent=2))
+    files["validation"] = report_path
+    ctx.progress(1.0, "demo exported")
+    return files
 
-    def stage(name: str, frac: float):
-        report(frac, name)
-        return time.perf_counter()
 
-    t = stage("building procedural sample", 0.0)
-    asset = sample_asset(params)
-    splats = surface_splats(asset, count=20000, seed=0)
-    result.timings["build"] = time.perf_counter() - t
-
-    steps = [
-        ("glb", out / "sample.glb", asset),
-        ("usdz", out / "sample.usdz", asset),
-        ("splat_ply", out / "sample_splats.ply", Asset(splats=splats, metadata=asset.metadata)),
-    ]
-    for i, (name, path, a) in enumerate(steps):
-        t = stage(f"writing {path.name}", 0.1 + 0.8 * i / len(steps))
-        save(a, path)
-        result.timings[f"write_{name}"] = time.perf_counter() - t
-        t = stage(f"validating {path.name}", 0.1 + 0.8 * (i + 0.5) / len(steps))
-        result.reports.append(validate(path))
-        result.timings[f"validate_{name}"] = time.perf_counter() - t
-        result.files[name] = path
-    report(1.0, "demo done")
-    return result
+DEMO = Pipeline(
+    name="demo",
+    params_type=DemoParams,
+    stages=(
+        Stage("sample", stage_sample, version="1", params=("texture_size", "splats", "seed"), weight=1.0),
+        Stage("export", stage_export, version="1", inputs=("sample",), cache=False, weight=2.0),
+    ),
+    description="Procedural PBR sample → GLB + USDZ + splat PLY, each validated",
+)

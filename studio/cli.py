@@ -141,20 +141,142 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Build the procedural sample asset, export GLB + USDZ + splat PLY, validate each."""
-    from studio.pipelines.demo import run_demo
+    from studio.api import Studio
 
     try:
-        result = run_demo(out, progress=None if as_json else _progress_printer())
+        job = Studio().run("demo", {"out": str(out.resolve())}, progress=None if as_json else _progress_printer())
     except StudioError as e:
         _fail(e)
+    _finish_job(job, as_json)
+
+
+def _finish_job(job, as_json: bool) -> None:
+    """Print a finished job's files and validation table; exit non-zero unless it succeeded."""
+    from studio.assets.validate import ValidationReport
+
+    reports = []
+    vpath = job.results.get("validation")
+    if vpath and Path(vpath).exists():
+        for d in json.loads(Path(vpath).read_text()):
+            d.pop("ok", None)
+            reports.append(ValidationReport(**{k: v for k, v in d.items() if k != "messages"}))
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps(job.to_dict() | {"validation": [r.__dict__ for r in reports]}, indent=2, default=str))
     else:
-        console.print(_validation_table(result.reports))
-        for name, path in result.files.items():
-            console.print(f"{name:>10}: {path}")
-    if not result.ok:
+        if reports:
+            console.print(_validation_table(reports))
+        for name, path in job.results.items():
+            console.print(f"{name:>12}: {path}", highlight=False)
+        if job.state != "succeeded":
+            err_console.print(f"[red]job {job.id} {job.state}:[/] {job.error or job.message}", highlight=False)
+    if job.state == "cancelled":
+        raise typer.Exit(130)
+    if job.state != "succeeded":
+        raise typer.Exit(1)
+    if not all(r.ok for r in reports):
         raise typer.Exit(4)
+
+
+jobs_app = typer.Typer(help="List, inspect, cancel and resume jobs.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect or clear the stage cache.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(cache_app, name="cache")
+
+
+@jobs_app.command("list")
+def jobs_list(
+    state: Optional[str] = typer.Option(None, help="only jobs in this state"),
+    limit: int = typer.Option(50, help="at most this many"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Recent jobs, newest first."""
+    from studio.api import Studio
+
+    jobs = Studio().store.list(state=state, limit=limit)
+    if as_json:
+        print(json.dumps([j.to_dict() for j in jobs], indent=2, default=str))
+        return
+    t = Table(title="jobs")
+    for col in ("id", "pipeline", "state", "stage", "progress", "message"):
+        t.add_column(col)
+    for j in jobs:
+        t.add_row(j.id, j.pipeline, j.state, j.stage, f"{j.progress:.0%}", (j.error or j.message)[:60])
+    console.print(t)
+
+
+def _job_or_exit(job_id: str):
+    from studio.api import Studio
+
+    st = Studio()
+    job = st.store.get(job_id)
+    if job is None:
+        err_console.print(f"[red]error:[/] no job {job_id!r}; see `studio jobs list`", highlight=False)
+        raise typer.Exit(2)
+    return st, job
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """One job: state, stage, progress, results, log."""
+    _, job = _job_or_exit(job_id)
+    if as_json:
+        print(json.dumps(job.to_dict(), indent=2, default=str))
+        return
+    for k in ("id", "pipeline", "state", "stage", "progress", "message", "error", "params", "results"):
+        console.print(f"{k:>9}: {getattr(job, k)}", highlight=False)
+    console.print(job.log, highlight=False)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    """Ask a queued or running job to stop (cooperative: it stops at the next progress check)."""
+    st, job = _job_or_exit(job_id)
+    job = st.runner.cancel(job_id)
+    console.print(f"{job_id}: {job.state}{' (cancel requested)' if job.cancel_requested and job.state == 'running' else ''}")
+
+
+@jobs_app.command("resume")
+def jobs_resume(job_id: Optional[str] = typer.Argument(None, help="job id; default: every interrupted job")) -> None:
+    """Run interrupted or failed jobs again; finished stages come from the cache."""
+    from studio.api import Studio
+
+    st = Studio()
+    ids = [job_id] if job_id else st.store.requeue_interrupted() + [j.id for j in st.store.list(state="queued")]
+    if not ids:
+        console.print("nothing to resume")
+        return
+    for jid in dict.fromkeys(ids):
+        job = st.store.get(jid)
+        if job is None:
+            err_console.print(f"[red]error:[/] no job {jid!r}")
+            raise typer.Exit(2)
+        if job.state in ("failed", "cancelled", "running"):
+            st.store.update(jid, state="queued", error=None, cancel_requested=0)
+        job = st.runner.run_job(jid)
+        console.print(f"{jid}: {job.state} {job.error or ''}", highlight=False)
+
+
+@cache_app.command("info")
+def cache_info(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Entries, size and limit of the stage cache."""
+    from dataclasses import asdict
+
+    from studio.api import Studio
+
+    st = Studio().cache.stats()
+    if as_json:
+        print(json.dumps(asdict(st)))
+    else:
+        console.print(f"{st.entries} entries, {st.bytes / 1e6:.1f} MB of {st.limit_bytes / 1e9:.1f} GB limit")
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Remove every cache entry."""
+    from studio.api import Studio
+
+    n = Studio().cache.clear()
+    console.print(f"removed {n} entries")
 
 
 def _progress_printer():
