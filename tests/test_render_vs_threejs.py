@@ -38,8 +38,9 @@ BACKGROUND = (0.5, 0.5, 0.5)  # sRGB grey both renders are composited over befor
 UNLIT_MIN_SSIM = 0.98
 LIT_MIN_SSIM = 0.90
 LIT_TONE_MAPPING = "aces"
-# Viewing directions (from the bounds centre towards the camera), fixed for every model.
-VIEW_DIRECTIONS = np.array([[1.0, 0.6, 1.4], [-1.3, 0.35, 0.8], [0.4, 1.1, -1.2]])
+# Viewing directions (from the bounds centre towards the camera), fixed for every model; all from
+# the +Z side, where the single-sided sample planes (TextureTransformTest, SimpleSparseAccessor) face.
+VIEW_DIRECTIONS = np.array([[1.0, 0.6, 1.4], [-1.3, 0.35, 0.8], [0.3, 1.5, 0.6]])
 FOV_Y_DEG = 40.0
 
 # Models left out of the comparison, and why (features one of the two renderers does not draw
@@ -256,11 +257,12 @@ def _ours_composite(res, background=BACKGROUND) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def environment_hdr(tmp_path_factory):
-    """The procedural environment written once as Radiance .hdr: three.js loads this file, we load the same pixels."""
+    """The built-in studio environment written once as Radiance .hdr: three.js loads this file
+    (HDRLoader + PMREM), our renderer the same quantised pixels read back from it."""
     from studio.renderers import environment as env
 
     path = tmp_path_factory.mktemp("env") / "studio_env.hdr"
-    env.write_hdr(path, env.procedural_environment())
+    env.write_hdr(path, env.default_environment().image)
     return path
 
 
@@ -268,6 +270,7 @@ def environment_hdr(tmp_path_factory):
 def test_matches_threejs(entry, harness, report, environment_hdr, testdata, record_property):
     from studio.assets.io import load
     from studio.renderers import raster
+    from studio.renderers.environment import load_environment
 
     path = testdata / "gltf" / entry["path"]
     asset = load(path)
@@ -275,7 +278,7 @@ def test_matches_threejs(entry, harness, report, environment_hdr, testdata, reco
 
     t0 = time.perf_counter()
     ours_unlit = raster.render(asset, cams, lighting="unlit", tone_mapping="none")
-    ours_lit = raster.render(asset, cams, environment=environment_hdr, lighting="ibl", tone_mapping=LIT_TONE_MAPPING)
+    ours_lit = raster.render(asset, cams, environment=load_environment(environment_hdr), lighting="ibl", tone_mapping=LIT_TONE_MAPPING)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     ref_unlit = harness.render(path, cams, mode="unlit", tone_mapping="none", near=near, far=far)

@@ -195,6 +195,11 @@ export async function render(spec) {
   }
 }
 
+function unmaskedRenderer(gl) {
+  const ext = gl.getExtension('WEBGL_debug_renderer_info');
+  return ext ? gl.getParameter(ext.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER);
+}
+
 /**
  * Frames per second of three.js on one model: `frames` renders of the given views in turn, each
  * followed by gl.finish() and a 1-pixel readPixels so GPU (SwiftShader) work is inside the timing.
@@ -220,7 +225,7 @@ export async function bench(spec) {
     for (let i = 0; i < spec.frames; i++) frame(i);
     const seconds = (performance.now() - t0) / 1000;
     return { fps: spec.frames / seconds, frames: spec.frames, seconds, triangles: renderer.info.render.triangles,
-             revision: THREE.REVISION, renderer: gl.getParameter(gl.RENDERER) };
+             revision: THREE.REVISION, renderer: unmaskedRenderer(gl) };
   } finally {
     disposeAll(renderer, loaded);
   }
