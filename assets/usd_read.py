@@ -500,7 +500,7 @@ def read_usd(path: str | Path) -> Asset:
     stage = _open_stage(path)
     corr = _stage_correction(stage)
     layer_data = dict(stage.GetRootLayer().customLayerData or {})
-    meta_d = dict(layer_data.get("studio", {}))
+    meta_d = _plain(dict(layer_data.get("studio", {})))
     dropped = list(meta_d.pop("dropped", []))
     meta = AssetMetadata.from_dict(meta_d)
     if not meta.name:
@@ -551,6 +551,18 @@ def read_usd(path: str | Path) -> Asset:
     for t, n in sorted(skipped.items()):
         dropped.append(f"{n} {t} prim(s) not converted (only Mesh and ParticleField3DGaussianSplat are read)")
     return Asset(meshes=meshes, splats=splats, metadata=meta, dropped=dropped)
+
+
+def _plain(v):
+    """customLayerData values (VtArrays, nested dicts) → plain Python lists/dicts."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (str, bytes, int, float, bool)) or v is None:
+        return v
+    try:
+        return [_plain(x) for x in v]
+    except TypeError:
+        return v
 
 
 def _display_material(prim) -> Material:

@@ -401,9 +401,10 @@ def build_stage(asset: Asset, texture_folder: str):
     stage.SetDefaultPrim(root.GetPrim())
     Usd.ModelAPI(root.GetPrim()).SetKind(Kind.Tokens.component)
     layer = stage.GetRootLayer()
-    meta = _json_safe(asset.metadata.to_dict())
+    meta = asset.metadata.to_dict()
     if asset.dropped:
         meta["dropped"] = list(asset.dropped)
+    meta = _json_safe(meta)
     if meta:
         layer.customLayerData = {"studio": meta}
     layer.documentation = f"Written by studio ({asset.metadata.generator})"
@@ -428,7 +429,18 @@ def _json_safe(d):
     if isinstance(d, dict):
         return {str(k): _json_safe(v) for k, v in d.items() if v is not None}
     if isinstance(d, (list, tuple)):
-        return [_json_safe(v) for v in d]
+        from pxr import Vt
+
+        items = [_json_safe(v) for v in d]
+        if all(isinstance(v, str) for v in items):
+            return Vt.StringArray(items)
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            return Vt.Int64Array(items)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            return Vt.DoubleArray([float(v) for v in items])
+        import json
+
+        return json.dumps(d, default=str)  # nested/mixed lists: crate files cannot hold VtValue vectors
     if isinstance(d, (bool, int, float, str)):
         return d
     if isinstance(d, np.generic):
