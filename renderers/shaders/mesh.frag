@@ -1,0 +1,168 @@
+#version 330 core
+// glTF 2.0 metallic-roughness shading (as the Khronos glTF-Sample-Viewer): split-sum IBL with
+// multi-scattering, SH9 diffuse irradiance, an optional directional light, tone mapping and sRGB
+// output. Writes colour (location 0), world normal + coverage (1) and OpenCV depth (2).
+//#include common.glsl
+
+in vec3 v_world;
+in vec3 v_normal;
+in vec4 v_tangent;
+in vec2 v_uv0;
+in vec2 v_uv1;
+in vec4 v_color;
+in float v_depth;
+
+uniform int u_mode;   // 0 lit, 1 base colour (unlit), 2 normals debug, 3 UV checker debug
+
+uniform vec4 u_base_color_factor;
+uniform float u_metallic_factor;
+uniform float u_roughness_factor;
+uniform vec3 u_emissive;        // emissive factor x emissive strength
+uniform float u_normal_scale;
+uniform float u_occlusion_strength;
+uniform int u_alpha_mode;       // 0 OPAQUE, 1 MASK, 2 BLEND
+uniform float u_alpha_cutoff;
+uniform bool u_mat_unlit;
+
+// texture slots: 0 base colour (sRGB), 1 metallic-roughness, 2 normal, 3 occlusion, 4 emissive (sRGB)
+uniform sampler2D u_tex0;
+uniform sampler2D u_tex1;
+uniform sampler2D u_tex2;
+uniform sampler2D u_tex3;
+uniform sampler2D u_tex4;
+uniform bool u_has_tex[5];
+uniform int u_texcoord[5];
+uniform mat3 u_uvmat[5];
+uniform vec2 u_mirror[5];
+
+uniform vec3 u_camera_pos;
+uniform bool u_has_env;
+uniform sampler2D u_env_spec;   // equirect, mip level i prefiltered for roughness i / u_env_max_lod
+uniform sampler2D u_brdf_lut;   // x = NdotV, y = roughness
+uniform vec3 u_sh[9];           // Lambertian radiance SH9 (already convolved and divided by pi)
+uniform float u_env_intensity;
+uniform mat3 u_env_rot;         // world direction -> environment direction
+uniform float u_env_max_lod;
+uniform bool u_has_light;
+uniform vec3 u_light_dir;       // direction the light travels (world)
+uniform vec3 u_light_radiance;  // colour x intensity
+
+layout(location = 0) out vec4 o_color;
+layout(location = 1) out vec4 o_normal;
+layout(location = 2) out float o_depth;
+
+vec2 slot_uv(int i) {
+    vec2 uv = u_texcoord[i] == 1 ? v_uv1 : v_uv0;
+    return (u_uvmat[i] * vec3(uv, 1.0)).xy;
+}
+
+vec4 sample_slot(int i) {
+    vec2 uv = slot_uv(i);
+    vec2 dx = dFdx(uv), dy = dFdy(uv);
+    // MIRRORED_REPEAT done here (the GL texture repeats); gradients of the unwrapped uv keep mips right
+    vec2 m = mod(uv, 2.0);
+    vec2 mirrored = mix(m, 2.0 - m, step(1.0, m));
+    uv = mix(uv, mirrored, u_mirror[i]);
+    if (i == 0) return textureGrad(u_tex0, uv, dx, dy);
+    if (i == 1) return textureGrad(u_tex1, uv, dx, dy);
+    if (i == 2) return textureGrad(u_tex2, uv, dx, dy);
+    if (i == 3) return textureGrad(u_tex3, uv, dx, dy);
+    return textureGrad(u_tex4, uv, dx, dy);
+}
+
+void main() {
+    vec4 base = u_base_color_factor * v_color;
+    if (u_has_tex[0]) base *= sample_slot(0);
+    if (u_alpha_mode == 1) {
+        if (base.a < u_alpha_cutoff) discard;
+        base.a = 1.0;
+    } else if (u_alpha_mode == 0) {
+        base.a = 1.0;
+    } else if (base.a < 1.0 / 255.0) {
+        discard;
+    }
+
+    vec3 ng = normalize(v_normal);
+    vec3 n = ng;
+    if (u_has_tex[2] && dot(v_tangent.xyz, v_tangent.xyz) > 1e-12) {
+        vec3 t = normalize(v_tangent.xyz - ng * dot(ng, v_tangent.xyz));
+        vec3 b = cross(ng, t) * (v_tangent.w < 0.0 ? -1.0 : 1.0);
+        vec3 nt = sample_slot(2).xyz * 2.0 - 1.0;
+        nt *= vec3(u_normal_scale, u_normal_scale, 1.0);
+        if (!gl_FrontFacing) { t = -t; b = -b; ng = -ng; }
+        n = normalize(mat3(t, b, ng) * nt);
+    } else if (!gl_FrontFacing) {
+        n = -n;
+    }
+
+    vec3 color;
+    if (u_mode == 1 || u_mat_unlit) {
+        color = base.rgb;
+    } else if (u_mode == 2) {
+        color = n * 0.5 + 0.5;
+    } else if (u_mode == 3) {
+        vec2 c = floor(fract(slot_uv(0)) * 8.0);
+        float k = mod(c.x + c.y, 2.0);
+        color = mix(vec3(0.9, 0.9, 0.9), vec3(0.8, 0.1, 0.6), k) * (0.5 + 0.5 * fract(slot_uv(0).x));
+    } else {
+        float metallic = u_metallic_factor;
+        float roughness = u_roughness_factor;
+        if (u_has_tex[1]) {
+            vec4 mr = sample_slot(1);
+            roughness *= mr.g;
+            metallic *= mr.b;
+        }
+        metallic = clamp(metallic, 0.0, 1.0);
+        roughness = clamp(roughness, 0.0, 1.0);
+        vec3 v = normalize(u_camera_pos - v_world);
+        float NdotV = clamp(dot(n, v), 1e-4, 1.0);
+        vec3 f0 = mix(vec3(0.04), base.rgb, metallic);
+        vec3 c_diff = mix(base.rgb, vec3(0.0), metallic);
+        color = vec3(0.0);
+        if (u_has_env) {
+            vec2 lut = texture(u_brdf_lut, vec2(NdotV, roughness)).rg;
+            vec3 Fr = max(vec3(1.0 - roughness), f0) - f0;
+            vec3 k_S = f0 + Fr * pow(1.0 - NdotV, 5.0);
+            vec3 FssEss = k_S * lut.x + lut.y;
+            vec3 r = reflect(-v, n);
+            vec3 spec_light = textureLod(u_env_spec, dir_to_equirect(u_env_rot * r), roughness * u_env_max_lod).rgb;
+            vec3 irradiance = max(sh9(u_sh, u_env_rot * n), vec3(0.0));
+            float Ems = 1.0 - (lut.x + lut.y);
+            vec3 F_avg = f0 + (1.0 - f0) / 21.0;
+            vec3 FmsEms = Ems * FssEss * F_avg / (1.0 - F_avg * Ems);
+            vec3 k_D = c_diff * (1.0 - FssEss + FmsEms);
+            vec3 diffuse = (FmsEms + k_D) * irradiance;
+            vec3 specular = FssEss * spec_light;
+            if (u_has_tex[3]) {
+                float ao = 1.0 + u_occlusion_strength * (sample_slot(3).r - 1.0);
+                diffuse *= ao;
+                specular *= ao;
+            }
+            color += (diffuse + specular) * u_env_intensity;
+        }
+        if (u_has_light) {
+            vec3 l = normalize(-u_light_dir);
+            vec3 h = normalize(l + v);
+            float NdotL = clamp(dot(n, l), 0.0, 1.0);
+            float NdotH = clamp(dot(n, h), 0.0, 1.0);
+            float VdotH = clamp(dot(v, h), 0.0, 1.0);
+            float a = roughness * roughness;
+            float a2 = max(a * a, 1e-7);
+            float dd = NdotH * NdotH * (a2 - 1.0) + 1.0;
+            float D = a2 / (PI * dd * dd);
+            float gv = NdotL * sqrt(NdotV * NdotV * (1.0 - a2) + a2);
+            float gl = NdotV * sqrt(NdotL * NdotL * (1.0 - a2) + a2);
+            float Vis = (gv + gl) > 0.0 ? 0.5 / (gv + gl) : 0.0;
+            vec3 F = f0 + (1.0 - f0) * pow(1.0 - VdotH, 5.0);
+            color += u_light_radiance * NdotL * ((1.0 - F) * c_diff / PI + F * D * Vis);
+        }
+        vec3 e = u_emissive;
+        if (u_has_tex[4]) e *= sample_slot(4).rgb;
+        color += e;
+    }
+
+    vec3 outc = u_mode >= 2 ? color : linear_to_srgb(tonemap(color));
+    o_color = vec4(outc, base.a);
+    o_normal = vec4(n, 1.0);
+    o_depth = v_depth;
+}

@@ -1,0 +1,35 @@
+#version 330 core
+// Mesh vertex shader. Camera space is OpenCV (x right, y down, z forward); u_proj maps it to clip
+// space reproducing the intrinsics K exactly (see raster.projection_from_K).
+in vec3 in_pos;
+in vec3 in_normal;
+in vec4 in_tangent;
+in vec2 in_uv0;
+in vec2 in_uv1;
+in vec4 in_color;
+
+uniform mat4 u_model;        // world from local
+uniform mat3 u_normal_matrix; // inverse-transpose of u_model's 3x3
+uniform mat4 u_view_model;   // OpenCV camera from local
+uniform mat4 u_proj;         // clip from OpenCV camera
+
+out vec3 v_world;
+out vec3 v_normal;
+out vec4 v_tangent;
+out vec2 v_uv0;
+out vec2 v_uv1;
+out vec4 v_color;
+out float v_depth;
+
+void main() {
+    vec4 w = u_model * vec4(in_pos, 1.0);
+    vec4 c = u_view_model * vec4(in_pos, 1.0);
+    v_world = w.xyz;
+    v_depth = c.z;
+    v_normal = u_normal_matrix * in_normal;
+    v_tangent = vec4(mat3(u_model) * in_tangent.xyz, in_tangent.w);
+    v_uv0 = in_uv0;
+    v_uv1 = in_uv1;
+    v_color = in_color;
+    gl_Position = u_proj * c;
+}
