@@ -10,7 +10,8 @@ de-duplicated by content.
 .glb: everything in one file. .gltf: the JSON plus `<stem>.bin` and `<stem>_image<k>.png|jpg` beside it;
 each file is written atomically, the sidecars first and the .gltf last (a failure removes the new sidecars).
 
-Splats are not written: the Khronos validator (2.0.0-dev.3.10) knows no KHR_gaussian_splatting and rejects
+An unlit material is written without KHR_materials_emissive_strength (unlit shading has no emission and the
+validator warns about the pair). Splats are not written: the Khronos validator (2.0.0-dev.3.10) knows no KHR_gaussian_splatting and rejects
 its attribute names, so a glTF with splats could not pass with 0 errors; export splats as PLY/.splat/spz.
 """
 from __future__ import annotations
@@ -297,7 +298,7 @@ class _Builder:
         if tuple(m.emissive_factor) != (0.0, 0.0, 0.0):
             out["emissiveFactor"] = [float(v) for v in m.emissive_factor]
         exts: dict[str, Any] = {}
-        if m.emissive_strength != 1.0:
+        if m.emissive_strength != 1.0 and not m.unlit:  # unlit ignores emission; the validator flags the pair
             exts["KHR_materials_emissive_strength"] = {"emissiveStrength": float(m.emissive_strength)}
         if m.unlit:
             exts["KHR_materials_unlit"] = {}
