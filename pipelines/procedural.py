@@ -15,6 +15,7 @@ import numpy as np
 
 from studio.assets import Asset, AssetMetadata, GaussianSplats, Material, Mesh, Texture
 from studio.assets.colour import linear_to_srgb, rgb_to_sh0, srgb_to_linear, to_uint8
+from studio.assets.tangents import compute_tangents
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,10 @@ def sample_asset(params: SampleParams = SampleParams()) -> Asset:
         emissive_factor=(1.0, 1.0, 1.0),
         emissive_strength=2.0,
     )
-    mesh = Mesh.from_arrays(verts, faces, material=material, normals=normals, uvs=[uvs], name="sample_sphere")
+    tangents = compute_tangents(verts, normals, uvs, faces)
+    mesh = Mesh.from_arrays(
+        verts, faces, material=material, normals=normals, uvs=[uvs], tangents=tangents, name="sample_sphere"
+    )
     meta = AssetMetadata(
         name="studio_procedural_sample",
         pipeline="procedural",

@@ -2,6 +2,9 @@
 of worker threads, with cooperative cancellation and resume-after-crash from cached stages."""
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import logging
 import queue
 import threading
@@ -16,6 +19,19 @@ from .jobs import FINAL, Job, JobStore
 from .pipeline import Pipeline, StageContext, parse_params, params_to_dict
 
 log = logging.getLogger("studio.runner")
+
+
+@functools.lru_cache(maxsize=256)
+def code_fingerprint(fn) -> str:
+    """Hash of the source file defining a stage function plus the studio version, so editing a
+    stage's module invalidates its cache entries even when nobody bumped Stage.version."""
+    import studio
+
+    try:
+        src = Path(inspect.getsourcefile(fn) or "").read_bytes()
+    except (OSError, TypeError):
+        src = getattr(fn, "__qualname__", repr(fn)).encode()
+    return hashlib.sha256(src + studio.__version__.encode()).hexdigest()[:16]
 
 
 class UnknownPipelineError(StudioError):
@@ -131,7 +147,7 @@ class Runner:
         keys: dict[str, str] = {}
         for s in pipe.stages:
             sub = params if s.params is None else {f: getattr(params, f) for f in s.params}
-            keys[s.name] = self.cache.key(s.name, s.version, sub, [keys[i] for i in s.inputs])
+            keys[s.name] = self.cache.key(s.name, f"{s.version}:{code_fingerprint(s.fn)}", sub, [keys[i] for i in s.inputs])
         return keys
 
     def _execute(self, job: Job, pipe: Pipeline, params: Any) -> dict[str, str]:

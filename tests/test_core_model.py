@@ -115,3 +115,24 @@ def test_asset_bounds_include_transforms_and_splats():
     assert np.allclose(a.bounds(), [[0, 0, 0], [5, 5, 5]])
     assert a.triangle_count == 1 and a.vertex_count == 3
     assert Texture(np.zeros((4, 4), np.uint8)).image.shape == (4, 4, 1)
+
+
+def test_tangents_follow_u_and_bitangent_points_up_the_image():
+    from studio.assets.tangents import compute_tangents
+
+    asset = sample_asset(SampleParams(segments=48, rings=24, texture_size=16))
+    m = asset.meshes[0]
+    t = compute_tangents(m.vertices, m.normals, m.uvs[0], m.faces)
+    assert t.shape == (len(m.vertices), 4) and t.dtype == np.float32
+    v = m.vertices - [0, 0.3, 0]
+    phi = np.arctan2(-v[:, 2], v[:, 0])
+    du = np.stack([-np.sin(phi), 0 * phi, -np.cos(phi)], 1)  # analytic ∂P/∂u direction of the UV sphere
+    ring = np.abs(m.normals[:, 1]) < 0.9
+    assert (t[ring, :3] * du[ring]).sum(1).min() > 0.99
+    assert np.allclose(np.linalg.norm(t[:, :3], axis=1), 1, atol=1e-5)
+    assert np.abs((t[:, :3] * m.normals).sum(1)).max() < 1e-5
+    b = np.cross(m.normals, t[:, :3]) * t[:, 3:]
+    assert b[ring, 1].min() > 0.4, "bitangent must point up the image (towards v = 0, the north pole)"
+    # Mirrored UVs flip the handedness.
+    mirrored = m.uvs[0] * [-1, 1]
+    assert (compute_tangents(m.vertices, m.normals, mirrored, m.faces)[:, 3] == -1).all()
