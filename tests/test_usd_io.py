@@ -320,6 +320,39 @@ def test_polygons_fan_triangulated_and_z_up(tmp_path):
     assert area == pytest.approx((1.0 + 1.5) * 1e-4)  # quad 1 + pentagon 1.5 (cm² → m²)
 
 
+def test_geom_subsets_split_by_material(tmp_path):
+    """Per-face materials through GeomSubsets (family materialBind) become one Mesh per material."""
+    p = tmp_path / "subsets.usda"
+    stage = Usd.Stage.CreateNew(str(p))
+    UsdGeom.SetStageUpAxis(stage, "Y")
+    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
+    gm = UsdGeom.Mesh.Define(stage, "/M")
+    stage.SetDefaultPrim(gm.GetPrim())
+    gm.CreatePointsAttr([(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0), (2, 0, 0), (2, 1, 0)])
+    gm.CreateFaceVertexCountsAttr([4, 4])
+    gm.CreateFaceVertexIndicesAttr([0, 1, 2, 3, 1, 4, 5, 2])
+    mats = []
+    for name, col in (("Red", (1, 0, 0)), ("Blue", (0, 0, 1))):
+        m = UsdShade.Material.Define(stage, f"/Mats/{name}")
+        ps = UsdShade.Shader.Define(stage, f"/Mats/{name}/PS")
+        ps.CreateIdAttr("UsdPreviewSurface")
+        ps.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).Set(col)
+        m.CreateSurfaceOutput().ConnectToSource(ps.ConnectableAPI(), "surface")
+        mats.append(m)
+    api = UsdShade.MaterialBindingAPI.Apply(gm.GetPrim())
+    for i, m in enumerate(mats):
+        sub = api.CreateMaterialBindSubset(f"s{i}", [i])
+        UsdShade.MaterialBindingAPI.Apply(sub.GetPrim()).Bind(m)
+    stage.Save()
+    rep = validate_usd(p)
+    assert rep.errors == 0, str(rep)
+    a = read_usd(p)
+    assert [m.material.name for m in a.meshes] == ["Red", "Blue"]
+    assert [len(m.faces) for m in a.meshes] == [2, 2]
+    assert a.meshes[0].material.base_color_factor == pytest.approx((1, 0, 0, 1))
+    assert a.meshes[1].vertices[:, 0].max() == pytest.approx(2.0)
+
+
 # --- broken input -------------------------------------------------------------------------------
 
 
@@ -347,6 +380,7 @@ def test_bad_inputs_raise_invalid_asset(tmp_path, exported):
     (folder / "m_textures" / "normal.png").unlink()
     with pytest.raises(InvalidAssetError, match=r"m\.usda.*normal\.png.*not found"):
         read_usd(p)
+    assert any("UnresolvableDependency" in c for c in validate_usd(p).codes("error"))
     # a texture path escaping the asset's folder is refused
     esc = folder / "esc.usda"
     esc.write_text(p.read_text().replace("@m_textures/normal.png@", "@../outside.png@"))
@@ -453,5 +487,22 @@ def test_gltf_sample_to_usdz(model, testdata, tmp_path):
             assert f"{inp}:{out}" in maps, (model["name"], slot, maps)
             assert maps[f"{inp}:{out}"] in packaged
     back = read_usd(p)
-    assert back.triangle_count == model["triangles"]
+    assert back.triangle_count == model["triangles"] and len(back.meshes) == len(asset.meshes)
     np.testing.assert_allclose(back.bounds(), asset.bounds(), atol=1e-5)
+    for m0, m1 in zip(asset.meshes, back.meshes):
+        # corner positions are independent of vertex renumbering
+        np.testing.assert_allclose(m1.world_vertices()[m1.faces], m0.world_vertices()[m0.faces], atol=1e-5)
+        a, b = m0.material, m1.material
+        assert b.base_color_factor == pytest.approx(a.base_color_factor, abs=1e-6)
+        assert b.alpha_mode == a.alpha_mode
+        for slot, t0 in a.textures().items():
+            t1 = getattr(b, slot)
+            img0 = np.repeat(t0.image, 3, axis=2) if t0.image.shape[2] == 1 else t0.image
+            np.testing.assert_array_equal(t1.image[:, :, : img0.shape[2]], img0)
+            tr0 = t0.transform.matrix() if t0.transform is not None else np.eye(3)
+            tr1 = t1.transform.matrix() if t1.transform is not None else np.eye(3)
+            np.testing.assert_allclose(tr1, tr0, atol=1e-6)
+            want_tc = t0.transform.texcoord if t0.transform is not None and t0.transform.texcoord is not None else t0.texcoord
+            assert t1.texcoord == want_tc
+            for uv0, uv1 in ((m0.uvs[want_tc], m1.uvs[want_tc]),):
+                np.testing.assert_allclose(uv1[m1.faces], uv0[m0.faces], atol=1e-6)
