@@ -35,6 +35,7 @@ from studio.assets.material import (
     Texture,
 )
 from studio.assets.mesh import Mesh
+from studio.assets.tangents import compute_tangents
 from studio.errors import DisplayUnavailableError
 
 from .environment import Environment, brdf_lut, default_environment, irradiance_sh9
@@ -106,17 +107,12 @@ def projection_from_K(K: np.ndarray, width: int, height: int, near: float, far: 
     and at image row coordinate v = H - window_y = fy·y/z + cy: exactly K, pixel centres at +0.5,
     row 0 at the top after flipping the read-back rows. z = near → NDC -1, z = far → +1.
     """
-    K = np.asarray(K, np.float64)
-    fx, s, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
-    w, h = float(width), float(height)
-    return np.array(
-        [
-            [2 * fx / w, 2 * s / w, 2 * cx / w - 1, 0],
-            [0, -2 * fy / h, 1 - 2 * cy / h, 0],
-            [0, 0, (far + near) / (far - near), -2 * far * near / (far - near)],
-            [0, 0, 1, 0],
-        ]
-    )
+    from studio.assets.camera_formats import opengl_projection
+    from studio.assets.cameras import CV_TO_GL
+
+    # opengl_projection acts on OpenGL eye space (y up, z back); CV_TO_GL takes OpenCV camera
+    # coordinates there (a proper rotation, so triangle winding is kept).
+    return opengl_projection(K, width, height, near, far) @ CV_TO_GL
 
 
 def _near_far(bounds: np.ndarray, w2c: np.ndarray) -> tuple[float, float]:
@@ -147,37 +143,6 @@ def compute_vertex_normals(positions: np.ndarray, faces: np.ndarray) -> np.ndarr
     ln = np.linalg.norm(n, axis=1, keepdims=True)
     out = np.where(ln > 1e-20, n / np.maximum(ln, 1e-30), np.array([0.0, 1.0, 0.0]))
     return out.astype(np.float32)
-
-
-def compute_tangents(positions: np.ndarray, normals: np.ndarray, uvs: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V,4) float32 per-vertex tangents from UVs (glTF convention, as given), MikkTSpace-style:
-    per-triangle tangent/bitangent accumulated per vertex, Gram-Schmidt orthogonalised against the
-    normal, handedness w = ±1 from the bitangent. Degenerate UVs get an arbitrary perpendicular."""
-    p = np.asarray(positions, np.float64)
-    n = np.asarray(normals, np.float64)
-    uv = np.asarray(uvs, np.float64)
-    f = np.asarray(faces, np.int64)
-    e1 = p[f[:, 1]] - p[f[:, 0]]
-    e2 = p[f[:, 2]] - p[f[:, 0]]
-    d1 = uv[f[:, 1]] - uv[f[:, 0]]
-    d2 = uv[f[:, 2]] - uv[f[:, 0]]
-    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
-    r = np.where(np.abs(det) > 1e-20, 1.0 / np.where(det == 0, 1, det), 0.0)[:, None]
-    t = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
-    b = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
-    tv = np.zeros_like(p)
-    bv = np.zeros_like(p)
-    for k in range(3):
-        np.add.at(tv, f[:, k], t)
-        np.add.at(bv, f[:, k], b)
-    t_ortho = tv - n * np.sum(n * tv, axis=1, keepdims=True)
-    ln = np.linalg.norm(t_ortho, axis=1, keepdims=True)
-    # fallback: any vector perpendicular to n
-    alt = np.cross(n, np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))
-    alt /= np.maximum(np.linalg.norm(alt, axis=1, keepdims=True), 1e-30)
-    t_ortho = np.where(ln > 1e-20, t_ortho / np.maximum(ln, 1e-30), alt)
-    w = np.where(np.sum(np.cross(n, t_ortho) * bv, axis=1) < 0.0, -1.0, 1.0)
-    return np.concatenate([t_ortho, w[:, None]], axis=1).astype(np.float32)
 
 
 def prepare_mesh(mesh: Mesh, need_tangents: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
