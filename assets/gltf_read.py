@@ -221,6 +221,7 @@ class _Reader:
         self._buffers: dict[int, bytes] = {}
         self._accessors: dict[int, np.ndarray] = {}
         self._images: dict[int, Texture | None] = {}
+        self._image_bytes: dict[int, bytes] = {}
         self._materials: dict[int, Material] = {}
         self._default_material: Material | None = None
         self._prims: dict[tuple[int, int], dict | None] = {}
@@ -304,7 +305,26 @@ class _Reader:
                 self.note(f"extension '{safe_name(str(ext))}' ignored")
 
     # --- structure: declared sizes, before any data is touched ---------------------------------------
+    def _check_raw_types(self) -> None:
+        """Integer fields must be JSON integers (pygltflib would coerce "3" to 3 silently)."""
+        fields = {
+            "buffers": ("byteLength",),
+            "bufferViews": ("buffer", "byteOffset", "byteLength", "byteStride", "target"),
+            "accessors": ("bufferView", "byteOffset", "componentType", "count"),
+            "images": ("bufferView",),
+            "textures": ("source", "sampler"),
+            "nodes": ("mesh", "skin", "camera"),
+        }
+        for kind, keys in fields.items():
+            for i, obj in enumerate(self.raw.get(kind) or []):
+                if not isinstance(obj, dict):
+                    raise self.fail(f"{kind}[{i}] is not a JSON object")
+                for k in keys:
+                    if k in obj and not _is_int(obj[k]):
+                        raise self.fail(f"{kind}[{i}].{k} is not an integer: {safe_name(repr(obj[k]))[:40]}")
+
     def _check_layout(self) -> None:
+        self._check_raw_types()
         g = self.g
         nbuf = len(g.buffers or [])
         for i, b in enumerate(g.buffers or []):
@@ -437,6 +457,8 @@ class _Reader:
                 raise self.fail(f"image {i} has neither uri nor bufferView")
             if im.bufferView is not None and not (_is_int(im.bufferView) and 0 <= im.bufferView < len(self.g.bufferViews or [])):
                 raise self.fail(f"image {i} refers to bufferView {im.bufferView!r}, which does not exist")
+            if im.bufferView is None:
+                self._image_bytes[i] = self._load_uri(im.uri, f"image {i}")
 
     def _view_bytes(self, view: int) -> tuple[bytes, int]:
         bv = self.g.bufferViews[view]
@@ -496,7 +518,7 @@ class _Reader:
             buf, base = self._view_bytes(im.bufferView)
             data = bytes(buf[base : base + self.g.bufferViews[im.bufferView].byteLength])
         else:
-            data = self._load_uri(im.uri, what)
+            data = self._image_bytes[i]
         try:
             tex: Texture | None = Texture.from_file_bytes(data, name=im.name or "")
         except Exception as e:  # PIL raises many types (UnidentifiedImageError, OSError, SyntaxError, …)
