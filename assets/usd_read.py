@@ -15,15 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.errors import InvalidAssetError, UnsafePathError
+from studio.errors import InvalidAssetError
 
 from .asset import Asset, AssetMetadata
 from .material import REPEAT, Material, Sampler, Texture
 from .mesh import Mesh
 from .splats import GaussianSplats
-from .usd_write import CUSTOM_PREFIX, WRAP_FROM_USD, usd_to_gltf_transform
+from .usd_write import WRAP_FROM_USD, usd_to_gltf_transform
 
 _EXTS = (".usd", ".usda", ".usdc", ".usdz")
+
+
+def _T():
+    """Time for a static import: the default value, or the first sample of animated attributes."""
+    from pxr import Usd
+
+    return Usd.TimeCode.EarliestTime()
 
 
 def tf_message(exc: BaseException) -> str:
@@ -124,7 +131,7 @@ def _producer(inp):
     a = attrs[0]
     if UsdShade.Output.IsOutput(a):
         return ("output", UsdShade.Shader(a.GetPrim()), UsdShade.Output(a).GetBaseName())
-    v = a.Get()
+    v = a.Get(_T())
     return ("none",) if v is None else ("value", v)
 
 
@@ -151,10 +158,11 @@ class _MaterialReader:
 
     def _tex(self, shader, slot: str) -> tuple[Texture, np.ndarray, np.ndarray]:
         """Texture for a UsdUVTexture shader plus its (4,) scale and bias."""
-        from pxr import UsdShade
-
         where = str(shader.GetPath())
-        base = self.src.read(shader.GetInput("file").Get() if shader.GetInput("file") else _missing(self.src.path, where), where)
+        file_value = _value(shader.GetInput("file"), None)
+        if file_value is None or not getattr(file_value, "path", ""):
+            raise InvalidAssetError(self.src.path, f"UsdUVTexture {where} has no inputs:file")
+        base = self.src.read(file_value, where)
         scale = np.array(_value(shader.GetInput("scale"), (1, 1, 1, 1)), dtype=np.float64)
         bias = np.array(_value(shader.GetInput("bias"), (0, 0, 0, 0)), dtype=np.float64)
         wrap_s = WRAP_FROM_USD.get(str(_value(shader.GetInput("wrapS"), "repeat")), REPEAT)
@@ -282,10 +290,6 @@ class _MaterialReader:
         return Material(**kw)
 
 
-def _missing(path: Path, where: str):
-    raise InvalidAssetError(path, f"UsdUVTexture {where} has no inputs:file")
-
-
 def _pack_metal_rough(mt, metal, rt, rough, mf: float, rf: float):
     """Build a glTF metal-rough texture (G rough, B metal) from separate/odd-channel USD textures."""
     from PIL import Image
@@ -313,7 +317,7 @@ def _flatten(primvar):
     """(values ndarray, interpolation) for a primvar, indices applied; (None, None) when unauthored."""
     if not primvar or not primvar.HasAuthoredValue():
         return None, None
-    v = primvar.ComputeFlattened()
+    v = primvar.ComputeFlattened(_T())
     if v is None:
         return None, None
     return np.asarray(v), str(primvar.GetInterpolation())
@@ -354,9 +358,10 @@ def _read_mesh(prim, world: np.ndarray, path: Path) -> list[dict]:
     from pxr import UsdGeom
 
     gm = UsdGeom.Mesh(prim)
-    pts = gm.GetPointsAttr().Get()
-    counts = gm.GetFaceVertexCountsAttr().Get()
-    idx = gm.GetFaceVertexIndicesAttr().Get()
+    t = _T()
+    pts = gm.GetPointsAttr().Get(t)
+    counts = gm.GetFaceVertexCountsAttr().Get(t)
+    idx = gm.GetFaceVertexIndicesAttr().Get(t)
     if pts is None or counts is None or idx is None or len(pts) == 0:
         return []
     pts = np.asarray(pts, np.float64).reshape(-1, 3)
@@ -373,7 +378,7 @@ def _read_mesh(prim, world: np.ndarray, path: Path) -> list[dict]:
     pv_api = UsdGeom.PrimvarsAPI(gm)
     nv, ni = _flatten(pv_api.GetPrimvar("normals"))
     if nv is None and gm.GetNormalsAttr().HasAuthoredValue():
-        nv, ni = np.asarray(gm.GetNormalsAttr().Get()), str(gm.GetNormalsInterpolation())
+        nv, ni = np.asarray(gm.GetNormalsAttr().Get(t)), str(gm.GetNormalsInterpolation())
     if nv is not None and len(nv):
         cols["normal"] = _per_corner(nv, ni, *args, "normals", path)
         interps.add(ni)
@@ -458,9 +463,9 @@ def _read_splats(prim, world: np.ndarray) -> GaussianSplats | None:
     pf = UsdVol.ParticleField3DGaussianSplat(prim)
 
     def get(attr, attr_h, width):
-        v = attr.Get()
+        v = attr.Get(_T())
         if v is None or len(v) == 0:
-            v = attr_h.Get()
+            v = attr_h.Get(_T())
         return None if v is None or len(v) == 0 else np.asarray(v, np.float32).reshape(-1, width)
 
     pos = get(pf.GetPositionsAttr(), pf.GetPositionshAttr(), 3)
@@ -507,7 +512,7 @@ def read_usd(path: str | Path) -> Asset:
         dp = stage.GetDefaultPrim()
         meta.name = dp.GetName() if dp else path.stem
     mr = _MaterialReader(_TextureSource(path), dropped)
-    xfc = UsdGeom.XformCache(Usd.TimeCode.Default())
+    xfc = UsdGeom.XformCache(_T())
     meshes: list[Mesh] = []
     splats = None
     skipped: dict[str, int] = {}

@@ -16,6 +16,8 @@ KHR_texture_transform → UsdTransform2d (see `gltf_to_usd_transform2d` for the 
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import os
 import shutil
@@ -130,17 +132,14 @@ class _Textures:
         if tex.image.shape[2] in (1, 2):
             # UsdUVTexture's g/b outputs on 1-channel images are renderer-defined; glTF means r=g=b.
             from PIL import Image
-            import io
 
             img = tex.image
             rgb = np.repeat(img[:, :, :1], 3, axis=2)
             if img.shape[2] == 2:
                 rgb = np.concatenate([rgb, img[:, :, 1:2]], axis=2)
             buf = io.BytesIO()
-            Image.fromarray(rgb).save(buf, format="PNG")
+            Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
             data, mime = buf.getvalue(), "image/png"
-        import hashlib
-
         key = (hashlib.sha1(data).hexdigest(), mime)
         if key in self.by_key:
             return self.by_key[key]
@@ -279,7 +278,7 @@ class _MaterialBuilder:
         ps.CreateInput("useSpecularWorkflow", Sdf.ValueTypeNames.Int).Set(0)
         inp = lambda n, t: ps.CreateInput(n, t)  # noqa: E731
         F, C3 = Sdf.ValueTypeNames.Float, Sdf.ValueTypeNames.Color3f
-        N3 = Sdf.ValueTypeNames.Normal3f
+        N3, F3 = Sdf.ValueTypeNames.Normal3f, Sdf.ValueTypeNames.Float3  # UsdUVTexture outputs:rgb is float3
         readers: dict = {}
         r, g, b, a = (float(x) for x in mat.base_color_factor)
         alpha_used = mat.alpha_mode != "OPAQUE"
@@ -287,7 +286,7 @@ class _MaterialBuilder:
         # base colour + opacity
         if mat.base_color_texture is not None:
             tx = self._texture(mpath, "base_color_texture", mat.base_color_texture, readers, srgb=True, scale=(r, g, b, a))
-            inp("diffuseColor", C3).ConnectToSource(tx.ConnectableAPI(), "rgb", UsdShade.AttributeType.Output, C3)
+            inp("diffuseColor", C3).ConnectToSource(tx.ConnectableAPI(), "rgb", UsdShade.AttributeType.Output, F3)
             if alpha_used:
                 inp("opacity", F).ConnectToSource(tx.ConnectableAPI(), "a", UsdShade.AttributeType.Output, F)
         else:
@@ -319,7 +318,7 @@ class _MaterialBuilder:
                 m.GetPrim().SetCustomDataByKey(CUSTOM_PREFIX + "normalScaleBaked", float(mat.normal_scale))
             tx = self._texture(mpath, "normal_texture", ntex, readers, srgb=False,
                                scale=(2.0, 2.0, 2.0, 1.0), bias=(-1.0, -1.0, -1.0, 0.0))
-            inp("normal", N3).ConnectToSource(tx.ConnectableAPI(), "rgb", UsdShade.AttributeType.Output, Sdf.ValueTypeNames.Float3)
+            inp("normal", N3).ConnectToSource(tx.ConnectableAPI(), "rgb", UsdShade.AttributeType.Output, F3)
 
         # occlusion: 1 + k·(r - 1) = k·r + (1 - k)
         if mat.occlusion_texture is not None:
@@ -332,7 +331,7 @@ class _MaterialBuilder:
         em = np.asarray(mat.emissive_factor, np.float64) * float(mat.emissive_strength)
         if mat.emissive_texture is not None:
             tx = self._texture(mpath, "emissive_texture", mat.emissive_texture, readers, srgb=True, scale=(*em, 1.0))
-            inp("emissiveColor", C3).ConnectToSource(tx.ConnectableAPI(), "rgb", UsdShade.AttributeType.Output, C3)
+            inp("emissiveColor", C3).ConnectToSource(tx.ConnectableAPI(), "rgb", UsdShade.AttributeType.Output, F3)
         elif np.any(em > 0):
             inp("emissiveColor", C3).Set(Gf.Vec3f(*[float(x) for x in em]))
         if mat.emissive_strength != 1.0:

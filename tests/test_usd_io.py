@@ -301,7 +301,7 @@ def test_polygons_fan_triangulated_and_z_up(tmp_path):
     UsdGeom.SetStageMetersPerUnit(stage, 0.01)
     gm = UsdGeom.Mesh.Define(stage, "/M")
     pts = [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0), (2, 0, 0), (3, 0, 0), (3, 1, 0), (2.5, 2, 0), (2, 1, 0)]
-    gm.CreatePointsAttr(pts)
+    gm.CreatePointsAttr().Set(pts, 1.0)  # animated (time samples only): the first sample is read
     gm.CreateFaceVertexCountsAttr([4, 5])
     gm.CreateFaceVertexIndicesAttr([0, 1, 2, 3, 4, 5, 6, 7, 8])
     st = UsdGeom.PrimvarsAPI(gm).CreatePrimvar("st", Sdf.ValueTypeNames.TexCoord2fArray, UsdGeom.Tokens.faceVarying)
