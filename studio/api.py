@@ -14,12 +14,12 @@ from .runner import Runner
 class Studio:
     """State under `home` ($STUDIO_HOME): jobs.sqlite, cache/, results/<job id>/."""
 
-    def __init__(self, home: str | Path | None = None, workers: int = 1, cache_bytes: int | None = None):
+    def __init__(self, home: str | Path | None = None, workers: int = 1, cache_bytes: int | None = None, pipelines_override: dict | None = None):
         self.home = Path(home) if home else studio_home()
         self.home.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(self.home / "jobs.sqlite")
         self.cache = StageCache(self.home / "cache", cache_bytes or cache_limit_bytes())
-        self.runner = Runner(self.store, self.cache, pipelines(), self.home / "results", workers=workers)
+        self.runner = Runner(self.store, self.cache, pipelines_override or pipelines(), self.home / "results", workers=workers)
 
     def run(self, pipeline: str, params: dict[str, Any] | None = None, progress=None) -> Job:
         """Submit and run a job in this thread; `progress(fraction, message)` is polled from the store."""

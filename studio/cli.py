@@ -177,6 +177,22 @@ def _finish_job(job, as_json: bool) -> None:
         raise typer.Exit(4)
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="bind address; anything but loopback needs --token"),
+    port: int = typer.Option(7860, help="port"),
+    token: Optional[str] = typer.Option(None, envvar="STUDIO_TOKEN", help="API token (Authorization: Bearer …)"),
+    workers: int = typer.Option(1, min=1, max=64, help="job worker threads"),
+) -> None:
+    """Serve the HTTP API (/v1, docs at /v1/docs) and metrics (/metrics)."""
+    from studio.server import serve as run_server
+
+    try:
+        run_server(host=host, port=port, token=token, workers=workers)
+    except StudioError as e:
+        _fail(e)
+
+
 jobs_app = typer.Typer(help="List, inspect, cancel and resume jobs.", no_args_is_help=True)
 cache_app = typer.Typer(help="Inspect or clear the stage cache.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")

@@ -102,3 +102,9 @@ def safe_name(name: str | Path | None, limit: int = 120) -> str:
     if len(s) > limit:
         s = s[: limit // 2] + "…" + s[-limit // 2 :]
     return s
+
+
+class InsecureBindError(StudioError):
+    """The server was asked to listen beyond loopback without an API token."""
+
+    exit_code = 2

@@ -34,6 +34,14 @@ def code_fingerprint(fn) -> str:
     return hashlib.sha256(src + studio.__version__.encode()).hexdigest()[:16]
 
 
+def _observe(stage: str, seconds: float) -> None:
+    try:
+        from .monitoring import observe_stage
+    except ImportError:  # prometheus-client is optional for the runner
+        return
+    observe_stage(stage, seconds)
+
+
 class UnknownPipelineError(StudioError):
     exit_code = 2
 
@@ -185,7 +193,9 @@ class Runner:
             ctx.progress(0.0, f"{s.name}: started")
             t0 = time.perf_counter()
             val = s.fn(params, {i: values[i] for i in s.inputs}, ctx)
-            self.store.append_log(job.id, f"{s.name}: ran in {time.perf_counter() - t0:.2f} s")
+            elapsed = time.perf_counter() - t0
+            self.store.append_log(job.id, f"{s.name}: ran in {elapsed:.2f} s")
+            _observe(s.name, elapsed)
             if s.cache:
                 self.cache.put(keys[s.name], val, {"stage": s.name, "version": s.version, "job": job.id})
             values[s.name] = last = val

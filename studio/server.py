@@ -1,0 +1,169 @@
+"""`studio serve`: one FastAPI process with the HTTP API at /v1 (and the web app, XR client and
+scene stream when present). Binds 127.0.0.1 by default; any other bind needs an API token."""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import threading
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from .api import Studio
+from .errors import InsecureBindError, StudioError, UnsafePathError
+from .jobs import Job
+from .paths import safe_child
+from .pipeline import ParamsError, params_schema
+from .runner import UnknownPipelineError
+
+
+class GenerateRequest(BaseModel):
+    pipeline: str = Field(..., description="pipeline name, see GET /v1/pipelines")
+    params: dict[str, Any] = Field(default_factory=dict, description="the pipeline's params (its JSON schema)")
+
+
+class JobView(BaseModel):
+    id: str
+    pipeline: str
+    state: str
+    stage: str
+    progress: float
+    message: str
+    error: str | None
+    params: dict[str, Any]
+    results: dict[str, str]
+    created: float
+    started: float | None
+    finished: float | None
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RateLimiter:
+    """Sliding-window limit of `limit` events per `window` seconds per client."""
+
+    def __init__(self, limit: int = 60, window: float = 60.0):
+        self.limit, self.window = limit, window
+        self._events: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            q = self._events[client]
+            while q and now - q[0] > self.window:
+                q.popleft()
+            if len(q) >= self.limit:
+                return False
+            q.append(now)
+            return True
+
+
+def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120) -> FastAPI:
+    """The FastAPI app. With `token`, every /v1 call needs `Authorization: Bearer <token>`."""
+    app = FastAPI(title="studio", version="1", description="3D content studio HTTP API", docs_url="/v1/docs", openapi_url="/v1/openapi.json")
+    limiter = RateLimiter(limit=submit_rate, window=60.0)
+    app.state.studio = studio
+
+    def auth(authorization: str | None = Header(default=None)) -> None:
+        if token is None:
+            return
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong API token: send 'Authorization: Bearer <token>'")
+
+    def view(job: Job, request: Request) -> dict:
+        d = {k: getattr(job, k) for k in JobView.model_fields}
+        d["results"] = {name: str(request.url_for("asset_file", job_id=job.id, file=Path(p).name)) for name, p in job.results.items()}
+        return d
+
+    @app.exception_handler(StudioError)
+    async def studio_error(request: Request, exc: StudioError):
+        code = 400 if isinstance(exc, (ParamsError, UnknownPipelineError, UnsafePathError)) else 500
+        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=code)
+
+    @app.get("/v1/health")
+    def health() -> dict:
+        return {"ok": True, "jobs": studio.store.counts()}
+
+    @app.get("/v1/pipelines", dependencies=[Depends(auth)])
+    def list_pipelines() -> list[dict]:
+        return [
+            {"name": p.name, "description": p.description, "stages": [s.name for s in p.stages], "params": params_schema(p.params_type)}
+            for p in studio.runner.pipelines.values()
+        ]
+
+    @app.post("/v1/generate", dependencies=[Depends(auth)], status_code=202)
+    def generate(req: GenerateRequest, request: Request, response: Response, idempotency_key: str | None = Header(default=None)) -> dict:
+        client = request.client.host if request.client else "?"
+        if not limiter.allow(client):
+            raise HTTPException(429, "too many job submissions; slow down")
+        existing = studio.store.by_idempotency_key(idempotency_key) if idempotency_key else None
+        job = studio.runner.submit(req.pipeline, req.params, idempotency_key=idempotency_key)
+        if existing is not None:
+            response.status_code = 200
+        return view(job, request)
+
+    @app.get("/v1/jobs", dependencies=[Depends(auth)])
+    def jobs(request: Request, state: str | None = None, limit: int = 100) -> list[dict]:
+        return [view(j, request) for j in studio.store.list(state=state, limit=min(limit, 1000))]
+
+    @app.get("/v1/jobs/{job_id}", dependencies=[Depends(auth)])
+    def job(job_id: str, request: Request) -> dict:
+        j = studio.store.get(job_id)
+        if j is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        return view(j, request)
+
+    @app.delete("/v1/jobs/{job_id}", dependencies=[Depends(auth)])
+    def cancel(job_id: str, request: Request) -> dict:
+        j = studio.runner.cancel(job_id)
+        if j is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        return view(j, request)
+
+    @app.get("/v1/assets/{job_id}/{file}", name="asset_file", dependencies=[Depends(auth)])
+    def asset_file(job_id: str, file: str) -> FileResponse:
+        j = studio.store.get(job_id)
+        if j is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        by_name = {Path(p).name: Path(p) for p in j.results.values()}
+        if file not in by_name:
+            safe_child(studio.home, file)  # raises UnsafePathError (400) on ../ and control characters
+            raise HTTPException(404, f"job {job_id} has no result {file!r}")
+        return FileResponse(by_name[file], filename=file)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        from .monitoring import render_metrics
+
+        body, ctype = render_metrics(studio)
+        return Response(body, media_type=ctype)
+
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, token: str | None = None, workers: int = 1, home: Path | None = None) -> None:
+    """Run the studio server until interrupted."""
+    import uvicorn
+
+    if not is_loopback(host) and not token:
+        raise InsecureBindError(f"refusing to bind {host} without an API token: pass --token (or STUDIO_TOKEN)")
+    studio = Studio(home, workers=workers)
+    studio.runner.start()
+    try:
+        uvicorn.run(create_app(studio, token=token), host=host, port=port, log_level="info")
+    finally:
+        studio.runner.shutdown()

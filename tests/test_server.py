@@ -1,0 +1,90 @@
+"""HTTP API: job life cycle, cancel, idempotency, 4xx on bad input, token, OpenAPI, metrics."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from studio.api import Studio
+from studio.errors import InsecureBindError
+from studio.server import create_app, serve
+
+_spec = importlib.util.spec_from_file_location("toy_jobs", Path(__file__).parent / "test_jobs.py")
+toy = importlib.util.module_from_spec(_spec)
+sys.modules["toy_jobs"] = toy
+_spec.loader.exec_module(toy)
+
+
+@pytest.fixture()
+def studio(tmp_path):
+    st = Studio(tmp_path, workers=2, pipelines_override={"toy": toy.TOY})
+    st.runner.start()
+    yield st
+    st.runner.shutdown()
+
+
+def wait_state(client, jid, states=("succeeded", "failed", "cancelled"), timeout=20.0, **kw):
+    end = time.time() + timeout
+    while time.time() < end:
+        j = client.get(f"/v1/jobs/{jid}", **kw).json()
+        if j["state"] in states:
+            return j
+        time.sleep(0.05)
+    raise AssertionError(f"job {jid} stuck in {j['state']}")
+
+
+def test_job_life_cycle_and_download(studio):
+    c = TestClient(create_app(studio))
+    assert c.get("/v1/health").json()["ok"] is True
+    pipes = {p["name"]: p for p in c.get("/v1/pipelines").json()}
+    assert pipes["toy"]["params"]["properties"]["n"]["maximum"] == 1000
+    r = c.post("/v1/generate", json={"pipeline": "toy", "params": {"n": 4}})
+    assert r.status_code == 202
+    j = wait_state(c, r.json()["id"])
+    assert j["state"] == "succeeded" and j["progress"] == 1.0
+    url = j["results"]["result"]
+    body = c.get(url).text
+    assert float(body) == 2.0 * sum(range(4))
+    assert any(x["id"] == j["id"] for x in c.get("/v1/jobs").json())
+    assert c.get("/v1/openapi.json").json()["info"]["title"] == "studio"
+    m = c.get("/metrics").text
+    assert 'studio_jobs{state="succeeded"} 1.0' in m and "studio_stage_seconds_bucket" in m
+
+
+def test_cancel_and_idempotency(studio):
+    c = TestClient(create_app(studio))
+    h = {"Idempotency-Key": "k-1"}
+    a = c.post("/v1/generate", json={"pipeline": "toy", "params": {"slow": True}}, headers=h)
+    b = c.post("/v1/generate", json={"pipeline": "toy", "params": {"slow": True}}, headers=h)
+    assert a.status_code == 202 and b.status_code == 200 and a.json()["id"] == b.json()["id"]
+    wait_state(c, a.json()["id"], states=("running",))
+    assert c.delete(f"/v1/jobs/{a.json()['id']}").status_code == 200
+    assert wait_state(c, a.json()["id"])["state"] == "cancelled"
+
+
+def test_bad_requests_get_specific_4xx(studio):
+    c = TestClient(create_app(studio, submit_rate=4))
+    r = c.post("/v1/generate", json={"pipeline": "toy", "params": {"n": "lots"}})
+    assert r.status_code == 400 and "'n'" in r.json()["detail"]
+    assert c.post("/v1/generate", json={"pipeline": "nope"}).status_code == 400
+    assert c.post("/v1/generate", json={"params": {}}).status_code == 422
+    assert c.get("/v1/jobs/doesnotexist").status_code == 404
+    ok = c.post("/v1/generate", json={"pipeline": "toy", "params": {"n": 2}}).json()
+    wait_state(c, ok["id"])
+    assert c.get(f"/v1/assets/{ok['id']}/..%2F..%2Fjobs.sqlite").status_code in (400, 404)
+    assert c.get(f"/v1/assets/{ok['id']}/jobs.sqlite").status_code == 404
+    assert c.post("/v1/generate", json={"pipeline": "toy", "params": {}}).status_code == 202
+    assert c.post("/v1/generate", json={"pipeline": "toy", "params": {}}).status_code == 429
+
+
+def test_token_required_when_set_and_for_public_binds(studio):
+    c = TestClient(create_app(studio, token="s3cret"))
+    assert c.get("/v1/jobs").status_code == 401
+    assert c.get("/v1/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert c.get("/v1/jobs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    with pytest.raises(InsecureBindError):
+        serve(host="0.0.0.0", port=0, token=None, home=studio.home)
