@@ -14,6 +14,7 @@ the base colour) need three.js only.
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import importlib.util
 import json
@@ -150,12 +151,15 @@ def report(request):
         lines = [f"three.js comparison report: {path}"]
         lines += [f"  {r['model']:<22} {r['mode']:<6} SSIM per view "
                   + " ".join(f"{v:.4f}" for v in r["ssim"]) + f"  (min {min(r['ssim']):.4f})" for r in rep.rows]
-        print("\n" + "\n".join(lines))
         tr = request.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is not None:
-            tr.write_line("")
-            for ln in lines:
-                tr.write_line(ln)
+        if tr is None:
+            print("\n" + "\n".join(lines))
+        else:  # shows without -s too: write past pytest's output capture
+            cap = request.config.pluginmanager.get_plugin("capturemanager")
+            with cap.global_and_fixture_disabled() if cap is not None else contextlib.nullcontext():
+                tr.write_line("")
+                for ln in lines:
+                    tr.write_line(ln)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,8 +253,8 @@ def _ours_composite(res, background=BACKGROUND) -> np.ndarray:
     rgb = np.asarray(res.rgb, dtype=np.float64) / 255.0
     if res.alpha is None:
         return rgb
-    a = np.asarray(res.alpha, dtype=np.float64)
-    a = a / 255.0 if a.max() > 1.0 else a
+    a = np.asarray(res.alpha)
+    a = a / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)  # RenderResult.alpha: float32 in [0,1]
     a = a.reshape(rgb.shape[:3])[..., None]
     return np.clip(rgb * a + (1 - a) * np.asarray(background), 0, 1)
 
