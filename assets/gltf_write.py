@@ -4,7 +4,9 @@ Layout: one node per Mesh (its `transform` as the node matrix, omitted when iden
 distinct (geometry, attributes, material) so instances that share data share a mesh, one bufferView per
 attribute (4-byte aligned, with targets), uint16 indices when they fit else uint32. Materials carry every
 texture slot, samplers, KHR_texture_transform, KHR_materials_emissive_strength and KHR_materials_unlit
-(declared in extensionsUsed). Images keep their original PNG/JPEG bytes (`Texture.file_bytes()`) and are
+(declared in extensionsUsed). A mesh whose material has a normal map but that has no tangents gets
+tangents from its UV gradients (`generate_tangents`, same frame as MikkTSpace exporters on smooth meshes),
+so viewers need not generate a tangent space. Images keep their original PNG/JPEG bytes (`Texture.file_bytes()`) and are
 de-duplicated by content.
 
 .glb: everything in one file. .gltf: the JSON plus `<stem>.bin` and `<stem>_image<k>.png|jpg` beside it;
@@ -20,6 +22,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import struct
 import warnings
@@ -41,6 +44,7 @@ FLOAT, UNSIGNED_SHORT, UNSIGNED_INT = 5126, 5123, 5125
 _TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}
 _DEFAULT_MATERIAL = Material()
 _UNIT_TOL = 1e-5
+log = logging.getLogger(__name__)
 
 
 def write_gltf(asset: Asset, path: Path) -> None:
@@ -159,6 +163,39 @@ def _unit(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     if zero.any():
         v[zero] = fallback[zero]
     return v
+
+
+def generate_tangents(v: np.ndarray, f: np.ndarray, n: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """(V,4) float32 per-vertex tangents from UV gradients (Lengyel's method, area weighted).
+
+    v (V,3) positions, f (F,3) faces, n (V,3) unit normals, uv (V,2) in glTF convention (v down). xyz is
+    Gram-Schmidt orthogonalised against n; w = ±1 so that bitangent = cross(n, t)·w points along -v_gltf
+    (+v in the bottom-left UV convention the normal maps are authored in), as MikkTSpace exporters write it.
+    """
+    v = v.astype(np.float64)
+    n = n.astype(np.float64)
+    uv = uv.astype(np.float64) * np.array([1.0, -1.0])  # to bottom-left origin
+    e1, e2 = v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]
+    d1, d2 = uv[f[:, 1]] - uv[f[:, 0]], uv[f[:, 2]] - uv[f[:, 0]]
+    r = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    ok = np.abs(r) > 1e-20
+    inv = np.where(ok, 1.0 / np.where(ok, r, 1.0), 0.0)[:, None]
+    sdir = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * inv
+    tdir = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * inv
+    ts, bs = np.zeros_like(v), np.zeros_like(v)
+    for k in range(3):
+        np.add.at(ts, f[:, k], sdir)
+        np.add.at(bs, f[:, k], tdir)
+    t = ts - n * np.sum(n * ts, axis=1, keepdims=True)
+    length = np.linalg.norm(t, axis=1)
+    bad = ~(length > 1e-12)
+    t[~bad] /= length[~bad, None]
+    if bad.any():  # no usable UV gradient: any unit vector perpendicular to the normal
+        helper = np.where(np.abs(n[bad, 0:1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+        p = np.cross(n[bad], helper)
+        t[bad] = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    w = np.where(np.sum(np.cross(n, t) * bs, axis=1) < 0.0, -1.0, 1.0)
+    return np.concatenate([t, w[:, None]], axis=1).astype(np.float32)
 
 
 class _Builder:
@@ -344,6 +381,14 @@ class _Builder:
             if tangents is not None:
                 t = tangents.astype(np.float64)
                 tangents = np.concatenate([(t[:, :3] @ a.T), t[:, 3:] * np.sign(np.linalg.det(a))], axis=1).astype(np.float32)
+        nt = mesh.material.normal_texture
+        if tangents is None and nt is not None:  # a normal map needs a tangent frame: write one (no validator warning)
+            k = nt.transform.texcoord if nt.transform is not None and nt.transform.texcoord is not None else nt.texcoord
+            if k < len(mesh.uvs) and len(v):
+                if normals is None:
+                    normals = mesh.vertex_normals()
+                unit_n = _unit(np.asarray(normals), computed_normals())
+                tangents = generate_tangents(v, mesh.faces, unit_n, np.asarray(mesh.uvs[k]))
         attrs: dict[str, int] = {
             "POSITION": self.accessor(v.astype(np.float32), FLOAT, ARRAY_BUFFER, minmax=True)
         }
@@ -384,8 +429,12 @@ class _Builder:
         """(glTF JSON dict, binary buffer, {image file name: bytes} for .gltf sidecars)."""
         import pygltflib
 
+        if self.asset.splats is not None and len(self.asset.splats):
+            log.warning("%d Gaussian splats not written to glTF (no validator-clean KHR_gaussian_splatting); "
+                        "export them as .ply, .splat or .spz", len(self.asset.splats))
         for mesh in self.asset.meshes:
             if len(mesh.faces) == 0:
+                log.warning("mesh %r has no triangles: not written", mesh.name)
                 continue
             m = np.asarray(mesh.transform, dtype=np.float64)
             identity = np.allclose(m, np.eye(4), rtol=0, atol=1e-12)
