@@ -106,9 +106,12 @@ class Texture:
 
         with Image.open(io.BytesIO(data)) as im:
             fmt = (im.format or "PNG").upper()
-            if im.mode not in ("L", "LA", "RGB", "RGBA"):
-                im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
-            arr = np.asarray(im).copy()
+            if im.mode in ("I;16", "I;16B", "I;16L"):  # 16-bit greyscale: scale, do not clip
+                arr = np.round(np.asarray(im).astype(np.float64) / 65535.0 * 255.0).astype(np.uint8)
+            else:
+                if im.mode not in ("L", "LA", "RGB", "RGBA"):
+                    im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+                arr = np.asarray(im).copy()
         if arr.dtype != np.uint8:  # 16-bit PNGs
             arr = (arr.astype(np.float64) / (65535.0 if arr.max() > 255 else 255.0) * 255 + 0.5).astype(np.uint8)
         mime = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}.get(fmt, "image/png")
