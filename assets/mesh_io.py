@@ -74,7 +74,7 @@ def _world(mesh: Mesh) -> tuple[np.ndarray, np.ndarray | None]:
     n = None
     if mesh.normals is not None:
         lin = mesh.transform[:3, :3]
-        nt = mesh.normals.astype(np.float64) @ np.linalg.inv(lin).T
+        nt = mesh.normals.astype(np.float64) @ np.linalg.inv(lin)  # rows: (L⁻ᵀ n)ᵀ = nᵀ L⁻¹
         n = (nt / np.maximum(np.linalg.norm(nt, axis=1, keepdims=True), 1e-20)).astype(np.float32)
         if np.allclose(lin, np.eye(3)):
             n = mesh.normals.astype(np.float32)
@@ -253,6 +253,7 @@ def read_obj(path: str | Path) -> Asset:
     N = np.asarray(nor, np.float32).reshape(-1, 3)
     have_col = any(c is not None for c in col)
     C = np.asarray([c if c is not None else [1.0, 1.0, 1.0] for c in col], np.float64) if have_col else None
+    C_set = np.asarray([c is not None for c in col]) if have_col else None
     if (T.size and not np.isfinite(T).all()) or (N.size and not np.isfinite(N).all()) or (C is not None and not np.isfinite(C).all()):
         raise InvalidAssetError(path, "OBJ has NaN/Inf texture coordinates, normals or colours")
     meshes = []
@@ -273,7 +274,7 @@ def read_obj(path: str | Path) -> Asset:
         uvs = [_flip_v(T[ti])] if (ti >= 0).all() and len(T) else []
         normals = N[ni] if (ni >= 0).all() and len(N) else None
         colors = None
-        if C is not None:
+        if C is not None and C_set[vi].any():
             rgb = srgb_to_linear(np.clip(C[vi], 0, 1))
             colors = np.concatenate([rgb, np.ones((len(vi), 1))], axis=1).astype(np.float32)
         name = gkey[0] if not gkey[1] else (f"{gkey[0]}/{gkey[1]}" if gkey[0] else gkey[1])
@@ -423,9 +424,9 @@ def read_mesh_ply(path: str | Path) -> Asset:
     if key is not None:
         polys = fe[key]
         if isinstance(polys, list) and any(len(p) < 3 for p in polys):
-            raise InvalidAssetError(path, "PLY face with fewer than 3 vertices")
-        if isinstance(polys, np.ndarray) and polys.ndim == 2 and 0 < polys.shape[1] < 3 and len(polys):
-            raise InvalidAssetError(path, "PLY faces with fewer than 3 vertices")
+            raise InvalidAssetError(path, "PLY face data is malformed (a face with fewer than 3 vertices; do the header's element counts match the data?)")
+        if isinstance(polys, np.ndarray) and polys.ndim == 2 and 0 <= polys.shape[1] < 3 and len(polys):
+            raise InvalidAssetError(path, "PLY face data is malformed (faces with fewer than 3 vertices; do the header's element counts match the data?)")
         faces = _fan(polys if isinstance(polys, list) else np.asarray(polys, np.int64))
     _check_mesh_arrays(path, v, faces)
     normals = None

@@ -233,7 +233,11 @@ def _parse_ascii(path: Path, body: bytes, header: PlyHeader) -> dict[str, dict[s
         try:
             out[el.name] = _ascii_rows(el, rows)
         except (ValueError, IndexError):
-            raise InvalidAssetError(path, f"PLY element '{el.name}' has malformed ascii rows") from None
+            raise InvalidAssetError(
+                path,
+                f"PLY element '{el.name}' has malformed ascii rows (non-numbers or the wrong number of values; "
+                "do the header's element counts match the data?)",
+            ) from None
     rest = b"".join(lines[li:]).strip()
     if rest:
         raise InvalidAssetError(path, "PLY ascii data has more rows than the header declares")
