@@ -570,3 +570,62 @@ def test_tangents_generated_for_normal_maps(testdata: Path, tmp_path: Path) -> N
 
     t1 = generate_tangents(multi.vertices, multi.faces, multi.normals, multi.uvs[1])
     assert np.all(np.sum(t1[:, :3] * multi.tangents[:, :3], axis=1) > 0.999)
+
+
+def test_quantized_attributes_and_data_uris(tmp_path: Path) -> None:
+    """Every component type: int16 positions (KHR_mesh_quantization), normalized int8 normals, uint16 UVs,
+    uint8 RGB colours, uint8 indices; buffer and PNG image both as data: URIs."""
+    import base64
+
+    pos = np.array([[0, 0, 0], [300, 0, 0], [0, -200, 0], [300, -200, 5]], np.int16)
+    nrm = np.array([[0, 0, 127, 0]] * 3 + [[0, -128, 0, 0]], np.int8)  # padded to 4 bytes per element
+    uv = np.array([[0, 0], [65535, 0], [0, 32768], [65535, 65535]], np.uint16)
+    col = np.array([[255, 0, 0, 0], [0, 255, 0, 0], [0, 0, 255, 0], [51, 102, 153, 0]], np.uint8)
+    idx = np.array([0, 1, 2, 2, 1, 3, 0, 0], np.uint8)
+    pos_strided = b"".join(p.tobytes() + b"\0\0" for p in pos)  # 6-byte int16 VEC3 elements, 8-byte stride
+    parts = [pos_strided, nrm.tobytes(), uv.tobytes(), col.tobytes(), idx.tobytes()]
+    blob, views = b"", []
+    for k, p in enumerate(parts):
+        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(p), **({"byteStride": 8} if k == 0 else {})})
+        blob += p
+    acc = [
+        {"bufferView": 0, "componentType": 5122, "count": 4, "type": "VEC3", "min": [0, -200, 0], "max": [300, 0, 5]},
+        {"bufferView": 1, "componentType": 5120, "count": 4, "type": "VEC3", "normalized": True},
+        {"bufferView": 2, "componentType": 5123, "count": 4, "type": "VEC2", "normalized": True},
+        {"bufferView": 3, "componentType": 5121, "count": 4, "type": "VEC3", "normalized": True},
+        {"bufferView": 4, "componentType": 5121, "count": 6, "type": "SCALAR"},
+    ]
+    views[1]["byteStride"] = 4
+    views[3]["byteStride"] = 4
+    png = _png((10, 20, 30))
+    doc = {
+        "asset": {"version": "2.0"},
+        "extensionsUsed": ["KHR_mesh_quantization"],
+        "extensionsRequired": ["KHR_mesh_quantization"],
+        "buffers": [{"byteLength": len(blob), "uri": "data:application/octet-stream;base64," + base64.b64encode(blob).decode()}],
+        "bufferViews": views,
+        "accessors": acc,
+        "images": [{"uri": "data:image/png;base64," + base64.b64encode(png).decode()}],
+        "textures": [{"source": 0}],
+        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "NORMAL": 1, "TEXCOORD_0": 2, "COLOR_0": 3},
+                                    "indices": 4, "material": 0}]}],
+        "nodes": [{"mesh": 0, "scale": [0.01, 0.01, 0.01]}],
+        "scenes": [{"nodes": [0]}],
+    }
+    path = tmp_path / "q.gltf"
+    path.write_text(json.dumps(doc))
+    assert validate_gltf(path).errors == 0
+    m = read_gltf(path).meshes[0]
+    np.testing.assert_array_equal(m.vertices, pos.astype(np.float64))
+    np.testing.assert_array_equal(m.normals, np.maximum(nrm[:, :3].astype(np.float64) / 127, -1).astype(np.float32))
+    np.testing.assert_array_equal(m.uvs[0], (uv / 65535.0).astype(np.float32))
+    np.testing.assert_array_equal(m.colors[:, :3], (col[:, :3] / 255.0).astype(np.float32))
+    np.testing.assert_array_equal(m.colors[:, 3], np.ones(4, np.float32))
+    np.testing.assert_array_equal(m.faces, [[0, 1, 2], [2, 1, 3]])
+    np.testing.assert_allclose(m.world_vertices()[3], [3.0, -2.0, 0.05])
+    assert m.material.base_color_texture.encoded == png
+    np.testing.assert_array_equal(m.material.base_color_texture.image[0, 0], [10, 20, 30])
+    write_gltf(read_gltf(path), tmp_path / "q.glb")  # re-exported as float attributes: still valid
+    report = validate_gltf(tmp_path / "q.glb")
+    assert report.errors == 0 and report.warnings == 0, str(report)
