@@ -87,6 +87,12 @@ class EmptyResultError(StudioError):
     exit_code = 9
 
 
+class BlockedContentError(StudioError):
+    """A prompt or a generated image was refused by the safety filter; the message says which rule."""
+
+    exit_code = 10
+
+
 class CancelledError(StudioError):
     """A job or stage was cancelled cooperatively."""
 
