@@ -46,18 +46,24 @@ RADIUS_EXTEND = 3.33
 
 def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
     """(…,4) wxyz quaternions (any norm) + (…,3) std devs → (…,3,3) covariance R S Sᵀ Rᵀ."""
+    c = _covar6(quats, scales)
+    rows = [[c[0], c[1], c[2]], [c[1], c[3], c[4]], [c[2], c[4], c[5]]]
+    return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+
+def _covar6(quats: Tensor, scales: Tensor) -> list:
+    """Upper triangle (xx, xy, xz, yy, yz, zz) of R S Sᵀ Rᵀ, elementwise (no batched matmul:
+    tiny bmm calls stall on a busy thread pool)."""
     q = torch.nn.functional.normalize(quats, p=2, dim=-1)
     w, x, y, z = q.unbind(-1)
-    R = torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    ).reshape(q.shape[:-1] + (3, 3))
-    M = R * scales[..., None, :]
-    return M @ M.transpose(-1, -2)
+    R = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ]
+    s2 = [scales[..., k] ** 2 for k in range(3)]
+    cov = lambda i, j: R[i][0] * R[j][0] * s2[0] + R[i][1] * R[j][1] * s2[1] + R[i][2] * R[j][2] * s2[2]  # noqa: E731
+    return [cov(0, 0), cov(0, 1), cov(0, 2), cov(1, 1), cov(1, 2), cov(2, 2)]
 
 
 def fully_fused_projection(
@@ -86,13 +92,19 @@ def fully_fused_projection(
     conics (B,C,N,3) (inverse blurred 2D covariance: xx, xy, yy), compensations (B,C,N) or
     None. Culled entries have zero means2d/conics. Differentiable by autograd.
     """
-    R = viewmats[..., :3, :3]  # (B,C,3,3)
-    t = viewmats[..., :3, 3]  # (B,C,3)
     if covars is None:
-        covars = quat_scale_to_covar(quats, scales)  # (B,N,3,3)
-    means_c = torch.einsum("bcij,bnj->bcni", R, means) + t[:, :, None, :]  # (B,C,N,3)
-    covars_c = torch.einsum("bcij,bnjk,bclk->bcnil", R, covars, R)  # (B,C,N,3,3)
-    x, y, z = means_c.unbind(-1)
+        cw = [t[:, None, :] for t in _covar6(quats, scales)]  # 6 × (B,1,N)
+    else:
+        cw = [covars[:, None, :, i, j] for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))]
+    S = [[cw[0], cw[1], cw[2]], [cw[1], cw[3], cw[4]], [cw[2], cw[4], cw[5]]]
+    Rv = [[viewmats[:, :, i, j][..., None] for j in range(3)] for i in range(3)]  # (B,C,1)
+    mw = [means[:, None, :, k] for k in range(3)]  # (B,1,N)
+    x, y, z = (Rv[i][0] * mw[0] + Rv[i][1] * mw[1] + Rv[i][2] * mw[2] + viewmats[:, :, i, 3][..., None]
+               for i in range(3))
+    # camera-space covariance Rv Σ Rvᵀ (upper triangle), elementwise
+    A = [[Rv[i][0] * S[0][k] + Rv[i][1] * S[1][k] + Rv[i][2] * S[2][k] for k in range(3)] for i in range(3)]
+    cc = lambda i, j: A[i][0] * Rv[j][0] + A[i][1] * Rv[j][1] + A[i][2] * Rv[j][2]  # noqa: E731
+    c00, c01, c02, c11, c12, c22 = cc(0, 0), cc(0, 1), cc(0, 2), cc(1, 1), cc(1, 2), cc(2, 2)
     in_depth = (z >= near_plane) & (z <= far_plane)
     zs = torch.where(in_depth, z, torch.ones_like(z))
     fx = Ks[..., 0, 0][..., None]
@@ -108,20 +120,18 @@ def fully_fused_projection(
     rz = 1.0 / zs
     tx = zs * torch.minimum(lim_x_pos, torch.maximum(-lim_x_neg, x * rz))
     ty = zs * torch.minimum(lim_y_pos, torch.maximum(-lim_y_neg, y * rz))
-    O = torch.zeros_like(zs)
-    J = torch.stack([fx * rz, O, -fx * tx * rz * rz, O, fy * rz, -fy * ty * rz * rz], -1)
-    J = J.reshape(zs.shape + (2, 3))
-    cov2d = J @ covars_c @ J.transpose(-1, -2)  # (B,C,N,2,2)
+    j00, j02 = fx * rz, -fx * tx * rz * rz
+    j11, j12 = fy * rz, -fy * ty * rz * rz
+    a = j00 * j00 * c00 + 2 * j00 * j02 * c02 + j02 * j02 * c22  # J Σc Jᵀ
+    b = j00 * j11 * c01 + j00 * j12 * c02 + j02 * j11 * c12 + j02 * j12 * c22
+    c = j11 * j11 * c11 + 2 * j11 * j12 * c12 + j12 * j12 * c22
     mx = fx * x * rz + cx
     my = fy * y * rz + cy
 
-    a = cov2d[..., 0, 0]
-    b = cov2d[..., 0, 1]
-    c = cov2d[..., 1, 1]
-    det_orig = a * c - b * cov2d[..., 1, 0]
+    det_orig = a * c - b * b
     a = a + eps2d
     c = c + eps2d
-    det = a * c - b * cov2d[..., 1, 0]
+    det = a * c - b * b
     ok = in_depth & (det > 0)
     dets = torch.where(ok, det, torch.ones_like(det))
     comp = torch.sqrt(torch.clamp(det_orig / dets, min=0.0)) if calc_compensations else None
@@ -186,8 +196,15 @@ def isect_tiles(
     tiles_per_gauss = nx * ny
     n_isects = int(tiles_per_gauss.sum())
     tile_n_bits = (tile_width * tile_height).bit_length()
-    gid = torch.repeat_interleave(torch.arange(len(m), device=dev), tiles_per_gauss)
-    start = torch.cumsum(tiles_per_gauss, 0) - tiles_per_gauss
+    cum = torch.cumsum(tiles_per_gauss, 0)
+    start = cum - tiles_per_gauss
+    # owner of each intersection as a cumulative sum of id jumps at each Gaussian's first
+    # slot (repeat_interleave / searchsorted stall on a busy thread pool)
+    has = torch.nonzero(tiles_per_gauss > 0).flatten()
+    jumps = torch.diff(has, prepend=has.new_zeros(1))
+    gid = torch.zeros(n_isects, dtype=torch.int64, device=dev)
+    gid[start[has]] = jumps
+    gid = torch.cumsum(gid, 0)
     local = torch.arange(n_isects, device=dev) - start[gid]
     nxg = nx[gid]
     tx = x0[gid] + local % nxg.clamp(min=1)
@@ -460,6 +477,11 @@ def backend() -> str:
     return "torch"
 
 
+def _n_threads(n_isects: int, tile_size: int) -> int:
+    # a thread team costs more than it saves on tiny work, and much more on a busy machine
+    return 1 if n_isects * tile_size * tile_size < 1 << 20 else torch.get_num_threads()
+
+
 def _ptr(t: Optional[Tensor]) -> Optional[int]:
     return None if t is None else t.data_ptr()
 
@@ -485,7 +507,7 @@ class _CompositeCpp(torch.autograd.Function):
         fn = kernel_library().splat_fwd_f64 if dt == torch.float64 else kernel_library().splat_fwd_f32
         fn(I, height, width, tile_size, tw, th, D, len(flat), _ptr(xy), _ptr(cn), _ptr(op),
            _ptr(col), _ptr(bg), _ptr(offs), _ptr(flat), _ptr(out_col), _ptr(out_T),
-           _ptr(out_last), torch.get_num_threads())
+           _ptr(out_last), _n_threads(len(flat), tile_size))
         ctx.save_for_backward(xy, cn, col, op, bg, offs, flat, out_T, out_last)
         ctx.dims = (width, height, tile_size, absgrad, backgrounds is not None)
         ctx.means2d_ref = means2d
@@ -512,7 +534,7 @@ class _CompositeCpp(torch.autograd.Function):
         fn(I, height, width, tile_size, tw, th, D, n, _ptr(xy), _ptr(cn), _ptr(op), _ptr(col),
            _ptr(bg), _ptr(offs), _ptr(flat), _ptr(out_T), _ptr(out_last), _ptr(v_col),
            _ptr(v_alpha), _ptr(g_xy), _ptr(g_cn), _ptr(g_op), _ptr(g_col), _ptr(g_abs),
-           torch.get_num_threads())
+           _n_threads(n, tile_size))
         idx = flat.long()
         M = xy.shape[0]
         v_xy = torch.zeros((M, 2), dtype=dt).index_add_(0, idx, g_xy)

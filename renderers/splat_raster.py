@@ -12,6 +12,7 @@ from typing import Any, Dict, Literal, Optional, Tuple
 from torch import Tensor
 
 from . import splat_cpu
+from . import splat_strategy  # noqa: F401  (lets gsplat's MCMCStrategy run on CPU)
 
 RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
 
