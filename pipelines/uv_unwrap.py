@@ -40,7 +40,8 @@ class UVParams:
 
 @dataclass(frozen=True)
 class UVStats:
-    """charts: number of charts; utilisation: fraction of the atlas covered by triangles (xatlas);
+    """charts: number of charts; utilisation: fraction of the atlas's texel centres covered by a
+    triangle (what a bake fills; xatlas's own figure counts partly covered texels too);
     texels_per_metre: sqrt(UV area in texels² / surface area in m²), the mean linear texel density;
     width/height: atlas size in texels."""
 
@@ -125,7 +126,7 @@ def unwrap(
     out.geometry.metadata["uv_chart_ids"] = chart_ids
     stats = UVStats(
         charts=int(atlas.chart_count),
-        utilisation=float(atlas.utilization) * (w * h) * scale**2 / (res * res),
+        utilisation=float((rasterize_uv(uv, indices, res, res)[0] >= 0).mean()),
         texels_per_metre=texel_density(out, res),
         width=res,
         height=res,
@@ -139,7 +140,8 @@ def texel_density(mesh: Mesh, resolution: int, uv_set: int = 0) -> float:
     """Mean linear texel density in texels per metre (world units after `transform`):
     sqrt(Σ UV triangle area · resolution² / Σ surface area)."""
     uv = mesh.uvs[uv_set].astype(np.float64)[mesh.faces] * resolution
-    a_uv = 0.5 * np.abs(np.cross(uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0])).sum()
+    e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    a_uv = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).sum()
     p = mesh.world_vertices()[mesh.faces]
     a_3d = 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1).sum()
     return float(np.sqrt(a_uv / a_3d)) if a_3d > 0 else 0.0
