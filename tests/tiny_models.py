@@ -1,0 +1,230 @@
+"""Tiny, randomly initialised models of the real architectures, built and saved offline by tests.
+
+Every builder writes a folder in the exact layout the real Hub repo has (diffusers
+`model_index.json` + component subfolders; transformers `config.json` + tokenizer files), so the
+studio loads them through the same registry/`from_pretrained` code as real weights. Outputs are
+noise: tests check shapes, determinism, conditioning effects and error paths, not beauty.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+# ---- tokenizers built from in-memory vocabularies ----------------------------------------------
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte → printable unicode table (the byte-level BPE alphabet)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+CLIP_VOCAB_SIZE = 1000
+
+
+def write_clip_tokenizer(folder: Path, max_length: int = 77) -> Path:
+    """A CLIP byte-level BPE tokenizer (vocab.json + merges.txt) covering every byte, a few merges."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = list(_bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for c in chars:
+        vocab[c] = len(vocab)
+    for c in chars:
+        vocab[c + "</w>"] = len(vocab)
+    merges = ["t h", "th e</w>", "a n", "an d</w>", "o f</w>", "i n", "r e", "e r</w>"]
+    for m in merges:
+        vocab.setdefault(m.replace(" ", ""), len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    assert len(vocab) <= CLIP_VOCAB_SIZE
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=max_length)
+    tok.save_pretrained(folder)
+    return folder
+
+
+BERT_WORDS = (
+    "a an the of and with on in is this that photo picture image render object shape red green blue "
+    "white black metal wood stone plastic glass chair table sphere cube car house tree small large shiny "
+    "rough smooth what material made color colour there"
+).split()
+
+
+def write_bert_tokenizer(folder: Path) -> Path:
+    """A WordPiece (BERT) tokenizer from an in-memory vocab.txt, as BLIP's processor uses."""
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [f"##{chr(c)}" for c in range(ord("a"), ord("z") + 1)]
+    words = specials + list(dict.fromkeys(BERT_WORDS + letters + list(".,?!")))
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    return folder
+
+
+# ---- Stable Diffusion 1.x architecture ---------------------------------------------------------
+
+
+def build_sd_components(seed: int = 0):
+    """UNet2DConditionModel (32,64) + AutoencoderKL (32,64) + 2-layer CLIPTextModel, random weights."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=16,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=16,
+    )
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            pad_token_id=1,
+            vocab_size=CLIP_VOCAB_SIZE,
+            max_position_embeddings=77,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return unet, vae, text_encoder, scheduler
+
+
+def save_tiny_sd(folder: Path, seed: int = 0) -> Path:
+    """A StableDiffusionPipeline folder (model_index.json + unet/vae/text_encoder/tokenizer/scheduler).
+
+    No safety checker (saved as null, as `stable-diffusion-v1-5` community copies do).
+    Pixel size must be a multiple of 2 × 2 (VAE factor 2, UNet one downsample); tests use 32–64 px.
+    """
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    unet, vae, text_encoder, scheduler = build_sd_components(seed)
+    tok_dir = write_clip_tokenizer(folder / "_tok")
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+    for p in (folder / "_tok").iterdir():
+        p.unlink()
+    (folder / "_tok").rmdir()
+    return folder
+
+
+def save_tiny_controlnet(folder: Path, sd_folder: Path, seed: int = 3) -> Path:
+    """ControlNetModel.from_unet(tiny UNet), with its zero-initialised output convs given random
+    weights (a freshly initialised ControlNet has exactly zero effect; a trained one does not)."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(sd_folder, subfolder="unet")
+    torch.manual_seed(seed)
+    cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    with torch.no_grad():
+        for block in list(cn.controlnet_down_blocks) + [cn.controlnet_mid_block, cn.controlnet_cond_embedding.conv_out]:
+            torch.nn.init.normal_(block.weight, std=0.2)
+            torch.nn.init.normal_(block.bias, std=0.2)
+    cn.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_lora(path: Path, sd_folder: Path, seed: int = 5, rank: int = 4) -> Path:
+    """A diffusers-format LoRA file (`pytorch_lora_weights.safetensors`) for the tiny UNet's attention
+    projections, with random non-zero A and B (peft initialises B to zero, which would be a no-op)."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = UNet2DConditionModel.from_pretrained(sd_folder, subfolder="unet")
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    path.mkdir(parents=True, exist_ok=True)
+    StableDiffusionPipeline.save_lora_weights(path, unet_lora_layers=layers, safe_serialization=True)
+    return path / "pytorch_lora_weights.safetensors"
+
+
+# ---- BLIP captioning ---------------------------------------------------------------------------
+
+
+def save_tiny_blip(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
+    """BlipForConditionalGeneration (2-layer ViT 32 px + 2-layer BERT decoder) with a BlipProcessor
+    (BlipImageProcessor + BertTokenizer from an in-memory WordPiece vocab), as Salesforce/blip-* ship."""
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    tok_dir = write_bert_tokenizer(folder / "_tok")
+    tokenizer = BertTokenizer(vocab_file=str(tok_dir / "vocab.txt"), do_lower_case=True, model_max_length=32)
+    tokenizer.bos_token = "[CLS]"  # BLIP decodes from [CLS]/bos like the Hub checkpoints' "[DEC]"
+    vocab = len(tokenizer)
+    cfg = BlipConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=image_size, patch_size=8),
+        text_config=dict(vocab_size=vocab, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=64, encoder_hidden_size=32,
+                         bos_token_id=tokenizer.cls_token_id, pad_token_id=tokenizer.pad_token_id,
+                         sep_token_id=tokenizer.sep_token_id, eos_token_id=tokenizer.sep_token_id),
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    model = BlipForConditionalGeneration(cfg).eval()
+    model.generation_config.max_new_tokens = 8
+    processor = BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
+        tokenizer=tokenizer,
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    for p in tok_dir.iterdir():
+        p.unlink()
+    tok_dir.rmdir()
+    return folder
