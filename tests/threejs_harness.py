@@ -244,18 +244,19 @@ class ThreeJSHarness:
         self._mounts.table[key] = path.parent
         return f"http://127.0.0.1:{self.port}/{key}/{urllib.parse.quote(path.name)}"
 
-    def _spec(self, model, cameras, mode, environment, tone_mapping, exposure, near, far, antialias) -> dict:
+    def _spec(self, model, cameras, mode, environment, tone_mappings, exposure, near, far, antialias) -> dict:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if tone_mapping not in TONE_MAPPINGS:
-            raise ValueError(f"tone_mapping must be one of {TONE_MAPPINGS}, got {tone_mapping!r}")
+        for t in tone_mappings:
+            if t not in TONE_MAPPINGS:
+                raise ValueError(f"tone_mapping must be one of {TONE_MAPPINGS}, got {t!r}")
         if mode == "lit" and environment is None:
             raise ValueError("lit mode needs an environment .hdr (three.js lights only with IBL here)")
         return {
             "model": self._url(model),
             "environment": None if environment is None else self._url(environment),
             "mode": mode,
-            "toneMapping": tone_mapping,
+            "toneMappings": list(tone_mappings),
             "exposure": float(exposure),
             "width": cameras.width,
             "height": cameras.height,
@@ -282,13 +283,34 @@ class ThreeJSHarness:
         model: .glb or .gltf (its folder is served, so external buffers/images resolve).
         cameras: studio Cameras (OpenCV); near/far: clip planes in metres.
         environment: equirectangular Radiance .hdr for mode="lit" (PMREM-filtered by three.js).
+        tone_mapping: "none" | "aces" (ACESFilmicToneMapping) | "neutral" (NeutralToneMapping).
         """
-        spec = self._spec(model, cameras, mode, environment, tone_mapping, exposure, near, far, antialias)
+        return self.render_tone_mappings(model, cameras, (tone_mapping,), mode=mode, environment=environment,
+                                         exposure=exposure, near=near, far=far, antialias=antialias)[tone_mapping]
+
+    def render_tone_mappings(
+        self,
+        model: str | Path,
+        cameras: Cameras,
+        tone_mappings: tuple[str, ...] = TONE_MAPPINGS,
+        *,
+        mode: str = "lit",
+        environment: str | Path | None = None,
+        exposure: float = 1.0,
+        near: float = 0.01,
+        far: float = 100.0,
+        antialias: bool = True,
+    ) -> dict[str, ThreeJSRender]:
+        """Like `render`, for several tone mappings from one load (one PMREM): {tone mapping: render}."""
+        spec = self._spec(model, cameras, mode, environment, tuple(tone_mappings), exposure, near, far, antialias)
         res = self._call("studioRender", spec)
         h, w = cameras.height, cameras.width
-        px = np.stack([np.frombuffer(base64.b64decode(p), dtype=np.uint8).reshape(h, w, 4) for p in res["pixels"]])
-        return ThreeJSRender(rgb=px[..., :3].copy(), alpha=px[..., 3].copy(), revision=str(res["revision"]),
-                             materials=res.get("materials", []))
+        out = {}
+        for t, views in res["pixels"].items():
+            px = np.stack([np.frombuffer(base64.b64decode(p), dtype=np.uint8).reshape(h, w, 4) for p in views])
+            out[t] = ThreeJSRender(rgb=px[..., :3].copy(), alpha=px[..., 3].copy(), revision=str(res["revision"]),
+                                   materials=res.get("materials", []))
+        return out
 
     def bench(
         self,
@@ -306,7 +328,7 @@ class ThreeJSHarness:
     ) -> dict[str, Any]:
         """Frames per second of three.js drawing `model` through `cameras` in turn (gl.finish + readPixels
         per frame). Returns {"fps", "frames", "seconds", "triangles", "revision", "renderer"}."""
-        spec = self._spec(model, cameras, mode, environment, tone_mapping, 1.0, near, far, antialias)
+        spec = self._spec(model, cameras, mode, environment, (tone_mapping,), 1.0, near, far, antialias)
         spec.update(frames=int(frames), warmup=int(warmup))
         return self._call("studioBench", spec)
 

@@ -169,25 +169,30 @@ function disposeAll(renderer, loaded) {
 }
 
 /**
- * spec: {model: url, environment: url|null, mode: 'unlit'|'lit', toneMapping: 'none'|'aces'|'neutral',
+ * spec: {model: url, environment: url|null, mode: 'unlit'|'lit', toneMappings: ['none'|'aces'|'neutral', ...],
  *        exposure: number, width, height, antialias: bool, views: [{projection, matrixWorld}]}
- * returns {revision, width, height, materials, pixels: [base64 RGBA per view]}
+ * One load (and one PMREM) serves every tone mapping and view.
+ * returns {revision, width, height, materials, pixels: {toneMapping: [base64 RGBA per view]}}
  */
 export async function render(spec) {
   const { width, height } = spec;
+  const toneMappings = spec.toneMappings ?? ['none'];
+  for (const t of toneMappings) if (TONE_MAPPING[t] === undefined) throw new Error(`unknown toneMapping ${t}`);
   const renderer = makeRenderer(width, height, spec.antialias ?? true);
-  renderer.toneMapping = TONE_MAPPING[spec.toneMapping ?? 'none'];
-  if (renderer.toneMapping === undefined) throw new Error(`unknown toneMapping ${spec.toneMapping}`);
   renderer.toneMappingExposure = spec.exposure ?? 1.0;
   const loaded = await loadScene(spec, renderer);
   const camera = new THREE.PerspectiveCamera();
-  const pixels = [];
+  const pixels = {};
   try {
-    for (const view of spec.views) {
-      setCamera(camera, view);
-      renderer.clear(true, true, true);
-      renderer.render(loaded.scene, camera);
-      pixels.push(toBase64(readPixels(renderer, width, height)));
+    for (const t of toneMappings) {
+      renderer.toneMapping = TONE_MAPPING[t];
+      pixels[t] = [];
+      for (const view of spec.views) {
+        setCamera(camera, view);
+        renderer.clear(true, true, true);
+        renderer.render(loaded.scene, camera);
+        pixels[t].push(toBase64(readPixels(renderer, width, height)));
+      }
     }
     return { revision: THREE.REVISION, width, height, materials: materialSummary(loaded.scene), pixels };
   } finally {
@@ -208,7 +213,7 @@ function unmaskedRenderer(gl) {
 export async function bench(spec) {
   const { width, height } = spec;
   const renderer = makeRenderer(width, height, spec.antialias ?? true);
-  renderer.toneMapping = TONE_MAPPING[spec.toneMapping ?? 'none'];
+  renderer.toneMapping = TONE_MAPPING[(spec.toneMappings ?? ['none'])[0]];
   const loaded = await loadScene(spec, renderer);
   const camera = new THREE.PerspectiveCamera();
   const gl = renderer.getContext();
