@@ -1,11 +1,14 @@
 """Frames per second of three.js in headless Chromium (SwiftShader WebGL2 here) on one GLB.
 
-    python bench/bench_threejs_fps.py [--glb FILE] [--size 512] [--frames 60] [--mode lit|unlit]
+    python bench/bench_threejs_fps.py [--glb FILE] [--size 512] [--frames 60] [--mode lit|unlit] [--no-ours]
 
 Without --glb it builds the issue-#5 benchmark asset: a ~100k-triangle UV sphere with a 512² texture
 (`make_bench_glb`). Each frame renders one of 8 orbit views, then gl.finish() and a 1-pixel
 readPixels, so the (software) GPU work is inside the timing. Lit mode lights with the studio's
-built-in environment through PMREM, ACES tone mapping. Prints a table line and one JSON line.
+built-in environment through PMREM, ACES tone mapping. Unless --no-ours, the studio raster
+renderer (studio.renderers.raster) draws the same GLB, cameras, environment and tone mapping in
+the same run (each frame read back to the CPU) and the ratio ours/three.js is printed.
+Prints table lines and one JSON line.
 
 `threejs_fps` and `make_bench_glb` are importable (by path) for the renderer-vs-three.js ratio bench.
 """
@@ -105,6 +108,41 @@ def threejs_fps(
     return res
 
 
+def ours_fps(
+    glb: str | Path,
+    size: int = 512,
+    frames: int = 60,
+    warmup: int = 5,
+    mode: str = "lit",
+    tone_mapping: str = "aces",
+    environment_hdr: str | Path | None = None,
+) -> dict[str, Any]:
+    """The studio raster renderer's fps on the same GLB, orbit cameras and settings as `threejs_fps`
+    (one camera per frame, colour pass read back). Returns {"fps", "frames", "seconds", "renderer"}."""
+    from studio.assets.io import load
+    from studio.renderers import raster
+    from studio.renderers.environment import default_environment, load_environment
+
+    asset = load(glb)
+    cams, _near, _far = orbit_cameras(_bounds_of(Path(glb)), size)
+    env = load_environment(environment_hdr) if environment_hdr else default_environment()
+    lighting = "ibl" if mode == "lit" else "unlit"
+    r = raster.default_renderer()
+
+    def frame(i: int) -> None:
+        r.render(asset, cams[i % len(cams)], environment=env, lighting=lighting, tone_mapping=tone_mapping)
+
+    for i in range(warmup):
+        frame(i)
+    t0 = time.perf_counter()
+    for i in range(frames):
+        frame(i)
+    seconds = time.perf_counter() - t0
+    info = getattr(r.ctx, "info", {}) or {}
+    return {"fps": frames / seconds, "frames": frames, "seconds": seconds,
+            "renderer": str(info.get("GL_RENDERER", "moderngl"))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--glb", type=Path, help="model to draw (default: generated 100k-triangle textured sphere)")
@@ -113,14 +151,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--mode", choices=("lit", "unlit"), default="lit")
     ap.add_argument("--triangles", type=int, default=100_000, help="size of the generated model")
+    ap.add_argument("--no-ours", action="store_true", help="measure three.js only")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="studio-bench-glb-") as tmp:
         glb = args.glb or make_bench_glb(Path(tmp) / "bench_sphere.glb", args.triangles)
-        res = threejs_fps(glb, args.size, args.frames, args.warmup, args.mode)
+        env_hdr = None
+        if args.mode == "lit":
+            from studio.renderers.environment import default_environment, write_hdr
+
+            env_hdr = write_hdr(Path(tmp) / "env.hdr", default_environment().image)
+        res = threejs_fps(glb, args.size, args.frames, args.warmup, args.mode, environment_hdr=env_hdr)
+        ours = None if args.no_ours else ours_fps(glb, args.size, args.frames, args.warmup, args.mode,
+                                                  environment_hdr=env_hdr)
     print(f"three.js r{res['revision']} in Chromium {res['browser']} ({res['renderer']}): "
           f"{res['fps']:.2f} fps at {args.size}² over {res['frames']} frames, {res['triangles']} triangles/frame, "
           f"{args.mode}; browser start {res['startup_s']:.2f} s")
-    print(json.dumps({"bench": "threejs_fps", **res}))
+    out = {"bench": "threejs_fps", "threejs": res}
+    if ours is not None:
+        ratio = ours["fps"] / res["fps"]
+        print(f"studio raster ({ours['renderer']}): {ours['fps']:.2f} fps, same GLB/cameras/settings")
+        print(f"ratio ours/three.js: {ratio:.2f} (goal >= 1)")
+        out.update(ours=ours, ratio=ratio)
+    print(json.dumps(out))
     return 0
 
 
