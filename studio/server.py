@@ -155,7 +155,7 @@ def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120)
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, token: str | None = None, workers: int = 1, home: Path | None = None) -> None:
+def serve(host: str = "127.0.0.1", port: int = 7860, token: str | None = None, workers: int = 1, home: Path | None = None, with_ui: bool = True) -> None:
     """Run the studio server until interrupted."""
     import uvicorn
 
@@ -164,6 +164,13 @@ def serve(host: str = "127.0.0.1", port: int = 7860, token: str | None = None, w
     studio = Studio(home, workers=workers)
     studio.runner.start()
     try:
-        uvicorn.run(create_app(studio, token=token), host=host, port=port, log_level="info")
+        app = create_app(studio, token=token)
+        if with_ui:
+            import gradio as gr
+
+            from .webapp import build_app
+
+            app = gr.mount_gradio_app(app, build_app(studio, public_url=f"http://{host}:{port}"), path="/")
+        uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         studio.runner.shutdown()

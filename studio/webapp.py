@@ -1,0 +1,132 @@
+"""The Gradio web app mounted at `/` by `studio serve`. Forms are derived from each pipeline's
+params dataclass (the same schema the CLI and the HTTP API use); jobs run on the studio runner."""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from .api import Studio
+from .pipeline import params_schema
+
+MESH_EXTS = (".glb", ".gltf", ".obj", ".ply", ".splat")
+
+
+def _component(name: str, prop: dict) -> gr.components.Component:
+    """A Gradio input for one JSON-schema property."""
+    p = prop.get("anyOf", [prop])[0] | {k: v for k, v in prop.items() if k != "anyOf"}
+    label = f"{name} — {p['description']}" if p.get("description") else name
+    default = p.get("default")
+    if "enum" in p:
+        return gr.Dropdown(choices=p["enum"], value=default, label=label)
+    t = p.get("type")
+    if t == "boolean":
+        return gr.Checkbox(value=bool(default), label=label)
+    if t in ("integer", "number"):
+        return gr.Number(value=default, label=label, precision=0 if t == "integer" else None,
+                         minimum=p.get("minimum"), maximum=p.get("maximum"))
+    return gr.Textbox(value=default or "", label=label)
+
+
+def _job_rows(studio: Studio) -> list[list[Any]]:
+    return [[j.id, j.pipeline, j.state, j.stage, round(j.progress * 100), (j.error or j.message)[:80]] for j in studio.store.list(limit=50)]
+
+
+def _preview_file(results: dict[str, str]) -> str | None:
+    for key in ("glb", "asset", "mesh"):
+        if key in results and Path(results[key]).suffix.lower() in MESH_EXTS:
+            return results[key]
+    for p in results.values():
+        if Path(p).suffix.lower() in MESH_EXTS:
+            return p
+    return None
+
+
+def qr_png(url: str) -> bytes:
+    """A QR code of `url` as PNG bytes (for 'Open in headset')."""
+    import qrcode
+
+    img = qrcode.make(url)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.Blocks:
+    """The studio's web UI: one tab per pipeline, plus Asset library, Jobs and Open in headset."""
+    with gr.Blocks(title="studio") as demo:
+        gr.Markdown("# studio — 3D content studio")
+        for pipe in studio.runner.pipelines.values():
+            schema = params_schema(pipe.params_type)
+            with gr.Tab(pipe.name):
+                gr.Markdown(pipe.description or pipe.name)
+                names = list(schema["properties"])
+                inputs = [_component(n, schema["properties"][n]) for n in names]
+                run_btn = gr.Button(f"Run {pipe.name}", variant="primary", elem_id=f"run-{pipe.name}")
+                status = gr.Textbox(label="status", interactive=False, elem_id=f"status-{pipe.name}")
+                preview = gr.Model3D(label="3D preview", elem_id=f"preview-{pipe.name}")
+                files = gr.File(label="results", file_count="multiple", elem_id=f"files-{pipe.name}")
+
+                def run(*values, _pipe=pipe, _names=names, progress=gr.Progress()):
+                    params = {n: v for n, v in zip(_names, values) if v not in (None, "")}
+                    try:
+                        job = studio.runner.submit(_pipe.name, params)
+                    except Exception as e:  # params errors name the field
+                        yield f"error: {e}", None, None
+                        return
+                    if not studio.runner._threads:  # no worker pool: run in this request's thread
+                        import threading
+
+                        threading.Thread(target=studio.runner.run_job, args=(job.id,), daemon=True).start()
+                    while True:
+                        j = studio.store.get(job.id)
+                        progress(j.progress, desc=j.message or j.stage)
+                        if j.state in ("succeeded", "failed", "cancelled"):
+                            break
+                        yield f"{j.state}: {j.stage} {j.progress:.0%} {j.message}", None, None
+                        time.sleep(0.3)
+                    if j.state != "succeeded":
+                        yield f"{j.state}: {j.error or j.message}", None, None
+                        return
+                    yield f"succeeded: job {j.id}", _preview_file(j.results), list(j.results.values())
+
+                run_btn.click(run, inputs=inputs, outputs=[status, preview, files])
+
+        with gr.Tab("Asset library"):
+            lib = gr.Dataframe(headers=["job", "pipeline", "file"], interactive=False)
+            refresh_lib = gr.Button("Refresh")
+
+            def library():
+                rows = []
+                for j in studio.store.list(state="succeeded", limit=200):
+                    for name, p in j.results.items():
+                        rows.append([j.id, j.pipeline, Path(p).name])
+                return rows
+
+            refresh_lib.click(library, outputs=lib)
+            demo.load(library, outputs=lib)
+
+        with gr.Tab("Jobs"):
+            table = gr.Dataframe(headers=["id", "pipeline", "state", "stage", "%", "message"], interactive=False)
+            job_id = gr.Textbox(label="job id to cancel")
+            with gr.Row():
+                refresh = gr.Button("Refresh")
+                cancel = gr.Button("Cancel job", variant="stop")
+            refresh.click(lambda: _job_rows(studio), outputs=table)
+            cancel.click(lambda jid: (studio.runner.cancel(jid.strip()), _job_rows(studio))[1], inputs=job_id, outputs=table)
+            demo.load(lambda: _job_rows(studio), outputs=table)
+
+        with gr.Tab("Open in headset"):
+            url = public_url.rstrip("/") + "/xr/"
+            gr.Markdown(f"Open **{url}** in the headset's browser (same network), or scan:")
+            gr.Image(value=_qr_image(url), label="QR code", height=240)
+    return demo
+
+
+def _qr_image(url: str):
+    from PIL import Image
+
+    return Image.open(io.BytesIO(qr_png(url)))
