@@ -277,11 +277,11 @@ def bake_base_color(
     which it is visible (depth agrees within tolerance; taps that fall on other surfaces are dropped)
     weighted by cos(angle between its normal and the view ray)^angle_power. Texels no view sees and
     the gutters between charts are filled by `pad_atlas`. Returns an sRGB uint8 RGB Texture
-    (res×res×3); `texture.extras`-free, name "baseColor"."""
+    (res×res×3) named "baseColor"."""
     images = np.asarray(images, dtype=np.float32)
-    n, h, w = images.shape[:3]
     if images.ndim != 4 or images.shape[3] != 3:
         raise ValueError(f"images must be (N,H,W,3), got {images.shape}")
+    n, h, w = images.shape[:3]
     if len(cameras) != n or (cameras.width, cameras.height) != (w, h):
         raise ValueError(f"{n} images of {w}x{h} but {len(cameras)} cameras of {cameras.width}x{cameras.height}")
     res = int(params.resolution)
