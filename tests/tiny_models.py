@@ -203,12 +203,13 @@ def save_tiny_blip(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
     from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
     tok_dir = write_bert_tokenizer(folder / "_tok")
-    tokenizer = BertTokenizer(vocab_file=str(tok_dir / "vocab.txt"), do_lower_case=True, model_max_length=32)
+    tokenizer = BertTokenizer(vocab=str(tok_dir / "vocab.txt"), do_lower_case=True, model_max_length=32)
+    assert len(tokenizer) > 50, "BertTokenizer ignored the vocabulary"
     tokenizer.bos_token = "[CLS]"  # BLIP decodes from [CLS]/bos like the Hub checkpoints' "[DEC]"
     vocab = len(tokenizer)
     cfg = BlipConfig(
         vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=image_size, patch_size=8),
+                           image_size=image_size, patch_size=8, initializer_range=0.02),  # default 1e-10 ≈ blind
         text_config=dict(vocab_size=vocab, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
                          num_attention_heads=4, max_position_embeddings=64, encoder_hidden_size=32,
                          bos_token_id=tokenizer.cls_token_id, pad_token_id=tokenizer.pad_token_id,
@@ -217,6 +218,13 @@ def save_tiny_blip(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
     )
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(cfg).eval()
+    with torch.no_grad():  # like a trained captioner: words, not [PAD]/[UNK]/[MASK], and no early [SEP]
+        bias = model.text_decoder.cls.predictions.bias
+        bias[[tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.mask_token_id, tokenizer.cls_token_id,
+              tokenizer.sep_token_id]] = -30.0
+        for name, p in model.text_decoder.named_parameters():  # make the words depend on the image
+            if "crossattention" in name and name.endswith("weight") and p.ndim == 2:
+                p.normal_(0.0, 0.5)
     model.generation_config.max_new_tokens = 8
     processor = BlipProcessor(
         image_processor=BlipImageProcessor(size={"height": image_size, "width": image_size}),
