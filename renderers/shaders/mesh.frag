@@ -1,7 +1,7 @@
 #version 330 core
-// glTF 2.0 metallic-roughness shading (as the Khronos glTF-Sample-Viewer): split-sum IBL with
-// multi-scattering, SH9 diffuse irradiance, an optional directional light, tone mapping and sRGB
-// output. Writes colour (location 0), world normal + coverage (1) and OpenCV depth (2).
+// glTF 2.0 metallic-roughness shading as three.js r187 MeshStandardMaterial: split-sum IBL with a
+// GGX DFG LUT and multi-scattering, SH9 diffuse irradiance, an optional directional light, tone
+// mapping and sRGB output. Writes colour (location 0), world normal + coverage (1) and OpenCV depth (2).
 //#include common.glsl
 
 in vec3 v_world;
@@ -38,7 +38,7 @@ uniform vec2 u_mirror[5];
 uniform vec3 u_camera_pos;
 uniform bool u_has_env;
 uniform sampler2D u_env_spec;   // equirect, mip level i prefiltered for roughness i / u_env_max_lod
-uniform sampler2D u_brdf_lut;   // x = NdotV, y = roughness
+uniform sampler2D u_brdf_lut;   // x = NdotV, y = roughness (scale, bias)
 uniform vec3 u_sh[9];           // Lambertian radiance SH9 (already convolved and divided by pi)
 uniform float u_env_intensity;
 uniform mat3 u_env_rot;         // world direction -> environment direction
@@ -105,6 +105,9 @@ void main() {
         float k = mod(c.x + c.y, 2.0);
         color = mix(vec3(0.9, 0.9, 0.9), vec3(0.8, 0.1, 0.6), k) * (0.5 + 0.5 * fract(slot_uv(0).x));
     } else {
+        // Shading follows three.js r187 MeshStandardMaterial (the web and WebXR viewers): split-sum
+        // IBL with the GGX DFG LUT (height-correlated Smith, the same table three.js ships),
+        // Fdez-Aguera multi-scattering mixed between dielectric and metal, specular occlusion.
         float metallic = u_metallic_factor;
         float roughness = u_roughness_factor;
         if (u_has_tex[1]) {
@@ -113,30 +116,38 @@ void main() {
             metallic *= mr.b;
         }
         metallic = clamp(metallic, 0.0, 1.0);
-        roughness = clamp(roughness, 0.0, 1.0);
+        // minimum roughness and geometric specular anti-aliasing, as three.js
+        vec3 dxy = max(abs(dFdx(ng)), abs(dFdy(ng)));
+        roughness = min(max(clamp(roughness, 0.0, 1.0), 0.045) + max(max(dxy.x, dxy.y), dxy.z), 1.0);
         vec3 v = normalize(u_camera_pos - v_world);
-        float NdotV = clamp(dot(n, v), 1e-4, 1.0);
-        vec3 f0 = mix(vec3(0.04), base.rgb, metallic);
-        vec3 c_diff = mix(base.rgb, vec3(0.0), metallic);
+        float NdotV = clamp(dot(n, v), 0.0, 1.0);
+        vec3 f0_d = vec3(0.04);
+        vec3 f0 = mix(f0_d, base.rgb, metallic);
+        vec3 c_diff = base.rgb * (1.0 - metallic);
+        vec2 fab = texture(u_brdf_lut, vec2(NdotV, roughness)).rg;
         color = vec3(0.0);
         if (u_has_env) {
-            vec2 lut = texture(u_brdf_lut, vec2(NdotV, roughness)).rg;
-            vec3 Fr = max(vec3(1.0 - roughness), f0) - f0;
-            vec3 k_S = f0 + Fr * pow(1.0 - NdotV, 5.0);
-            vec3 FssEss = k_S * lut.x + lut.y;
-            vec3 r = reflect(-v, n);
-            vec3 spec_light = textureLod(u_env_spec, dir_to_equirect(u_env_rot * r), roughness * u_env_max_lod).rgb;
+            // cosine-convolved irradiance / pi from SH9 (three.js samples its blurriest PMREM level)
             vec3 irradiance = max(sh9(u_sh, u_env_rot * n), vec3(0.0));
-            float Ems = 1.0 - (lut.x + lut.y);
-            vec3 F_avg = f0 + (1.0 - f0) / 21.0;
-            vec3 FmsEms = Ems * FssEss * F_avg / (1.0 - F_avg * Ems);
-            vec3 k_D = c_diff * (1.0 - FssEss + FmsEms);
-            vec3 diffuse = (FmsEms + k_D) * irradiance;
-            vec3 specular = FssEss * spec_light;
+            vec3 r = reflect(-v, n);
+            float r2 = roughness * roughness;
+            r = normalize(mix(r, n, r2 * r2));
+            vec3 radiance = textureLod(u_env_spec, dir_to_equirect(u_env_rot * r), roughness * u_env_max_lod).rgb;
+            float Ems = 1.0 - (fab.x + fab.y);
+            vec3 ss_d = f0_d * fab.x + fab.y;
+            vec3 Favg_d = f0_d + (1.0 - f0_d) * 0.047619;
+            vec3 ms_d = ss_d * Favg_d / (1.0 - Ems * Favg_d) * Ems;
+            vec3 ss_m = base.rgb * fab.x + fab.y;
+            vec3 Favg_m = base.rgb + (1.0 - base.rgb) * 0.047619;
+            vec3 ms_m = ss_m * Favg_m / (1.0 - Ems * Favg_m) * Ems;
+            vec3 single_s = mix(ss_d, ss_m, metallic);
+            vec3 multi_s = mix(ms_d, ms_m, metallic);
+            vec3 diffuse = c_diff * (1.0 - ss_d - ms_d) * irradiance;
+            vec3 specular = radiance * single_s + multi_s * irradiance;
             if (u_has_tex[3]) {
                 float ao = 1.0 + u_occlusion_strength * (sample_slot(3).r - 1.0);
                 diffuse *= ao;
-                specular *= ao;
+                specular *= clamp(pow(NdotV + ao, exp2(-16.0 * roughness - 1.0)) - 1.0 + ao, 0.0, 1.0);
             }
             color += (diffuse + specular) * u_env_intensity;
         }
@@ -147,14 +158,17 @@ void main() {
             float NdotH = clamp(dot(n, h), 0.0, 1.0);
             float VdotH = clamp(dot(v, h), 0.0, 1.0);
             float a = roughness * roughness;
-            float a2 = max(a * a, 1e-7);
+            float a2 = a * a;
             float dd = NdotH * NdotH * (a2 - 1.0) + 1.0;
             float D = a2 / (PI * dd * dd);
             float gv = NdotL * sqrt(NdotV * NdotV * (1.0 - a2) + a2);
             float gl = NdotV * sqrt(NdotL * NdotL * (1.0 - a2) + a2);
-            float Vis = (gv + gl) > 0.0 ? 0.5 / (gv + gl) : 0.0;
-            vec3 F = f0 + (1.0 - f0) * pow(1.0 - VdotH, 5.0);
-            color += u_light_radiance * NdotL * ((1.0 - F) * c_diff / PI + F * D * Vis);
+            float Vis = 0.5 / max(gv + gl, 1e-6);
+            float fc = pow(1.0 - VdotH, 5.0);
+            vec3 F = f0 + (1.0 - f0) * fc;
+            vec3 F_d = f0_d + (1.0 - f0_d) * fc;
+            vec3 ms_comp = 1.0 + f0 * (1.0 / max(fab.x + fab.y, 1e-4) - 1.0);
+            color += u_light_radiance * NdotL * (F * (D * Vis) * ms_comp + c_diff / PI * (1.0 - F_d));
         }
         vec3 e = u_emissive;
         if (u_has_tex[4]) e *= sample_slot(4).rgb;
