@@ -23,6 +23,7 @@ class DemoParams:
     texture_size: int = param(512, "procedural texture size in pixels", minimum=16, maximum=4096)
     splats: int = param(20000, "Gaussian splats sampled on the surface", minimum=1, maximum=2_000_000)
     seed: int = param(0, "random seed")
+    turntable_frames: int = param(48, "frames of the turntable video", minimum=1, maximum=720)
     out: str = param("", "folder for the results (default: the job's folder)")
 
 
@@ -37,7 +38,8 @@ def stage_sample(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> As
 
 
 def stage_export(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Path]:
-    """Write sample.glb, sample.usdz and sample_splats.ply; validate each; write validation.json."""
+    """Write sample.glb, sample.usdz and sample_splats.ply, validate each (validation.json), and
+    render a thumbnail PNG and a turntable MP4 of the asset (meshes and splats)."""
     asset: Asset = inputs["sample"]
     out = Path(p.out) if p.out else ctx.out_dir
     mesh_only = Asset(meshes=asset.meshes, metadata=asset.metadata)
@@ -52,6 +54,14 @@ def stage_export(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> di
         r = validate(path)
         reports.append(asdict(r) | {"ok": r.ok})
         files[name] = path
+    ctx.progress(0.8, "rendering thumbnail and turntable")
+    from studio.renderers.thumbnails import render_turntable, thumbnail
+
+    files["thumbnail"] = thumbnail(mesh_only, out / "sample_thumbnail.png", size=512)
+    files["turntable"] = render_turntable(
+        mesh_only, out / "sample_turntable.mp4", frames=p.turntable_frames, size=384,
+        progress=lambda f, m: ctx.progress(0.8 + 0.2 * f, m),
+    )
     report_path = out / "validation.json"
     report_path.write_text(json.dumps(reports, indent=2))
     files["validation"] = report_path

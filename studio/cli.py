@@ -178,6 +178,40 @@ def _finish_job(job, as_json: bool) -> None:
 
 
 @app.command()
+def view(
+    file: Path = typer.Argument(..., help="any supported asset file"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write a thumbnail PNG instead of opening a window"),
+    turntable: Optional[Path] = typer.Option(None, "--turntable", help="write a turntable MP4 (H.264)"),
+    sheet: Optional[Path] = typer.Option(None, "--contact-sheet", help="write a PNG grid of 8 views"),
+    frames: int = typer.Option(60, min=1, max=3600, help="turntable frames"),
+    size: int = typer.Option(512, min=16, max=4096, help="image size in pixels"),
+    environment: str = typer.Option("studio", help="built-in environment (studio, sky) or an equirect HDR/EXR/PNG"),
+) -> None:
+    """Look at an asset: a window with orbit controls, or --out PNG / --turntable MP4 / --contact-sheet PNG."""
+    try:
+        if out is None and turntable is None and sheet is None:
+            from studio.renderers.viewer import open_viewer
+
+            open_viewer(file, environment=environment)
+            return
+        from studio.assets.io import load
+        from studio.renderers import thumbnails
+
+        asset = load(file)
+        if out is not None:
+            thumbnails.thumbnail(asset, out, size=size)
+            console.print(f"wrote {out}")
+        if sheet is not None:
+            thumbnails.contact_sheet(asset, sheet, size=max(64, size // 2))
+            console.print(f"wrote {sheet}")
+        if turntable is not None:
+            thumbnails.render_turntable(asset, turntable, frames=frames, size=size, progress=_progress_printer())
+            console.print(f"wrote {turntable}")
+    except StudioError as e:
+        _fail(e)
+
+
+@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="bind address; anything but loopback needs --token"),
     port: int = typer.Option(7860, help="port"),
