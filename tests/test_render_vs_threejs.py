@@ -247,6 +247,24 @@ def test_unlit_base_colour_is_srgb_encoded_factor(harness, testdata):
     assert (r.alpha[:, 0, :] == 0).all() and (r.rgb[r.alpha == 0] == 0).all()  # transparent background
 
 
+def test_lit_mode_is_lit_by_the_hdr_environment(harness, testdata, tmp_path):
+    """Lit mode reads the .hdr (HDRLoader → PMREM) and its light is linear: a uniform environment of
+    radiance 1 lights the red Box close to its base colour, one of 0.25 gives a quarter of it."""
+    from studio.assets.colour import srgb_to_linear
+    from studio.renderers.environment import white_environment, write_hdr
+
+    box = testdata / "gltf" / "Box" / "Box.glb"
+    cams, near, far = framed_cameras(np.array([[-0.5] * 3, [0.5] * 3]))
+    lin = {}
+    for v in (1.0, 0.25):
+        hdr = write_hdr(tmp_path / f"white_{v}.hdr", white_environment(64, v).image)
+        r = harness.render(box, cams, mode="lit", environment=hdr, tone_mapping="none", near=near, far=far)
+        inner = r.alpha == 255
+        lin[v] = srgb_to_linear(r.rgb[inner].astype(np.float64) / 255.0).mean(0)
+    assert 0.6 < lin[1.0][0] < 1.0 and lin[1.0][1] < 0.15, lin[1.0]  # base colour (0.8, 0, 0) + a little specular
+    np.testing.assert_allclose(lin[0.25], 0.25 * lin[1.0], rtol=0.05, atol=2e-3)
+
+
 def test_compared_models_selected(testdata):
     """The comparison covers every shared sample except those with an excluded feature."""
     entries = json.loads((testdata / "gltf" / "manifest.json").read_text())
