@@ -265,6 +265,17 @@ def test_lit_mode_is_lit_by_the_hdr_environment(harness, testdata, tmp_path):
     np.testing.assert_allclose(lin[0.25], 0.25 * lin[1.0], rtol=0.05, atol=2e-3)
 
 
+def test_threejs_load_error_is_reported_and_harness_recovers(harness, testdata):
+    """A file three.js cannot load raises (naming three.js's error), and the next render still works."""
+    cams, near, far = framed_cameras(np.array([[-0.5] * 3, [0.5] * 3]))
+    with pytest.raises(RuntimeError, match="three.js failed"):
+        harness.render(testdata / "gltf-invalid" / "wrong_magic.glb", cams, near=near, far=far)
+    with pytest.raises(FileNotFoundError):
+        harness.render(testdata / "gltf" / "Box" / "no_such.glb", cams, near=near, far=far)
+    r = harness.render(testdata / "gltf" / "Box" / "Box.glb", cams, near=near, far=far)
+    assert (r.alpha == 255).mean() > 0.1
+
+
 def test_compared_models_selected(testdata):
     """The comparison covers every shared sample except those with an excluded feature."""
     entries = json.loads((testdata / "gltf" / "manifest.json").read_text())

@@ -224,7 +224,11 @@ class ThreeJSHarness:
         rid = next(self._ids)
         self._proc.stdin.write(json.dumps({"id": rid, "fn": fn, "spec": spec}) + "\n")
         self._proc.stdin.flush()
-        reply = self._read_line()
+        try:
+            reply = self._read_line()
+        except ToolUnavailableError:
+            self.close()  # a late answer would pair with the wrong request: this harness is done
+            raise
         if reply.get("id") != rid:
             raise RuntimeError(f"three.js harness answered request {reply.get('id')}, expected {rid}")
         if not reply.get("ok"):

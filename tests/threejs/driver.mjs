@@ -50,8 +50,8 @@ page.on('console', (msg) => {
 page.on('pageerror', (err) => process.stderr.write(`[page error] ${err.message}\n`));
 
 async function loadPage() {
-  await page.goto(pageUrl, { waitUntil: 'load' });
-  await page.waitForFunction(() => window.studioReady === true, null, { timeout: 30000 });
+  await page.goto(pageUrl, { waitUntil: 'load', timeout: 120000 });
+  await page.waitForFunction(() => window.studioReady === true, null, { timeout: 120000 });
 }
 
 await loadPage();
