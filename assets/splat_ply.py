@@ -293,11 +293,9 @@ def read_ply_elements(path: str | Path, header: PlyHeader | None = None) -> tupl
     header = read_ply_header(path, data[:MAX_HEADER]) if header is None else header
     body = data[header.data_offset :]
     if header.format == "ascii":
-        try:
-            text = body.decode("ascii")
-        except UnicodeDecodeError:
-            raise InvalidAssetError(path, "PLY ascii data contains non-ASCII bytes") from None
-        return header, _parse_ascii(path, text.encode(), header)
+        if not body.isascii():
+            raise InvalidAssetError(path, "PLY ascii data contains non-ASCII bytes")
+        return header, _parse_ascii(path, body, header)
     buf = memoryview(body)
     off = 0
     out: dict[str, dict[str, object]] = {}
@@ -325,32 +323,55 @@ def splat_property_names(degree: int) -> list[str]:
     )
 
 
-def splats_from_columns(path: Path, cols: dict[str, np.ndarray]) -> GaussianSplats:
+class _Table:
+    """Vertex columns by name: either a dict of 1-D arrays or one (N, P) matrix with its column names."""
+
+    def __init__(self, cols: dict[str, np.ndarray] | None = None, matrix: np.ndarray | None = None, names: list[str] | None = None):
+        self.cols, self.matrix = cols, matrix
+        self.index = {n: i for i, n in enumerate(names or [])}
+
+    def __contains__(self, name: str) -> bool:
+        return name in (self.index if self.matrix is not None else self.cols)
+
+    def __len__(self) -> int:
+        return len(self.matrix) if self.matrix is not None else len(next(iter(self.cols.values())))
+
+    def take(self, names: list[str]) -> np.ndarray:
+        """(N, len(names)) float32."""
+        if self.matrix is not None:
+            idx = [self.index[n] for n in names]
+            if idx == list(range(idx[0], idx[0] + len(idx))):  # a run of columns: slice, one copy
+                return np.array(self.matrix[:, idx[0] : idx[0] + len(idx)], dtype=np.float32)
+            return np.asarray(self.matrix[:, idx], dtype=np.float32)
+        return np.stack([np.asarray(self.cols[n], np.float32) for n in names], axis=1)
+
+
+def splats_from_columns(path: Path, cols: dict[str, np.ndarray] | _Table) -> GaussianSplats:
     """Build GaussianSplats from Inria vertex columns (raises InvalidAssetError on missing/odd ones)."""
+    t = cols if isinstance(cols, _Table) else _Table(cols=cols)
     need = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
             "rot_0", "rot_1", "rot_2", "rot_3"]  # fmt: skip
-    missing = [n for n in need if n not in cols]
+    missing = [n for n in need if n not in t]
     if missing:
         raise InvalidAssetError(path, f"splat PLY lacks vertex properties: {', '.join(missing)}")
     n_rest = 0
-    while f"f_rest_{n_rest}" in cols:
+    while f"f_rest_{n_rest}" in t:
         n_rest += 1
     k = n_rest // 3 + 1
     deg = int(round(np.sqrt(k))) - 1
     if n_rest % 3 or (deg + 1) ** 2 != k or deg > 4:
         raise InvalidAssetError(path, f"splat PLY has {n_rest} f_rest properties: not 3·((d+1)²−1) for a degree d ≤ 4")
-    f = lambda names: np.stack([np.asarray(cols[c], np.float32) for c in names], axis=1)  # noqa: E731
-    n = len(cols["x"])
+    n = len(t)
     sh = np.empty((n, k, 3), np.float32)
-    sh[:, 0] = f(["f_dc_0", "f_dc_1", "f_dc_2"])
+    sh[:, 0] = t.take(["f_dc_0", "f_dc_1", "f_dc_2"])
     if k > 1:
-        rest = f([f"f_rest_{i}" for i in range(n_rest)])  # (N, 3·(K−1)) channel-major
+        rest = t.take([f"f_rest_{i}" for i in range(n_rest)])  # (N, 3·(K−1)) channel-major
         sh[:, 1:] = rest.reshape(n, 3, k - 1).transpose(0, 2, 1)
     splats = GaussianSplats(
-        means=f(["x", "y", "z"]),
-        quats=f(["rot_0", "rot_1", "rot_2", "rot_3"]),
-        log_scales=f(["scale_0", "scale_1", "scale_2"]),
-        opacity_logits=np.asarray(cols["opacity"], np.float32),
+        means=t.take(["x", "y", "z"]),
+        quats=t.take(["rot_0", "rot_1", "rot_2", "rot_3"]),
+        log_scales=t.take(["scale_0", "scale_1", "scale_2"]),
+        opacity_logits=t.take(["opacity"])[:, 0],
         sh=sh,
     )
     check_splats_finite(path, splats)
@@ -367,7 +388,7 @@ def check_splats_finite(path: Path | None, s: GaussianSplats) -> None:
             raise InvalidAssetError(path, f"{len(rows)} splats have NaN/Inf {name} (first at index {rows[0]})")
 
 
-def _fast_columns(path: Path, header: PlyHeader) -> dict[str, np.ndarray] | None:
+def _fast_columns(path: Path, header: PlyHeader) -> _Table | None:
     """Columns of a binary splat PLY whose elements are all fixed-size (the common case), read with
     one frombuffer over the mapped file; None when the layout needs the general reader."""
     if header.format == "ascii" or any(e.has_lists for e in header.elements):
@@ -389,8 +410,14 @@ def _fast_columns(path: Path, header: PlyHeader) -> dict[str, np.ndarray] | None
     total = header.data_offset + sum(sum(np.dtype(p.dtype).itemsize for p in e.properties) * e.count for e in header.elements)
     if size - total > 2:
         raise InvalidAssetError(path, f"PLY binary data has {size - total} bytes more than the header's element counts describe")
+    if all(p.dtype == "f4" for p in v.properties):  # the usual all-float32 layout: one (N, P) matrix
+        if v.count == 0:
+            return _Table(matrix=np.zeros((0, len(v.properties)), np.float32), names=v.names())
+        # memory-map: columns are gathered straight from the page cache (one copy, not two)
+        mat = np.memmap(path, dtype=header.byte_order + "f4", mode="r", offset=off, shape=(v.count, len(v.properties)))
+        return _Table(matrix=mat, names=v.names())
     arr = np.fromfile(path, dtype=dt, count=v.count, offset=off)
-    return {p.name: arr[p.name] for p in v.properties}
+    return _Table(cols={p.name: arr[p.name] for p in v.properties})
 
 
 def read_splat_ply(path: str | Path) -> GaussianSplats:

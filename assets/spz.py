@@ -163,10 +163,20 @@ def _unpack_rotations_first_three(r: np.ndarray) -> np.ndarray:
 
 
 def _quantize_sh(x: np.ndarray, bits: int) -> np.ndarray:
-    bucket = 1 << (8 - bits)
-    q = (_round_away(x.astype(np.float32) * np.float32(128.0)) + 128.0).astype(np.int64)
-    q = np.trunc((q + bucket // 2) / bucket).astype(np.int64) * bucket  # C integer division
-    return np.clip(q, 0, 255).astype(np.uint8)
+    """The reference's quantizeSH: q = round(x·128) + 128 (halves away from zero), snapped to the
+    centre of a 2^(8−bits) bucket, clamped to 0..255. In-place float32 work (C's truncating integer
+    division equals floor here: negative sums clamp to 0 either way)."""
+    bucket = float(1 << (8 - bits))
+    y = np.multiply(x, np.float32(128.0), dtype=np.float32)
+    a = np.abs(y)
+    a += np.float32(0.5)
+    np.floor(a, out=a)
+    np.copysign(a, y, out=a)
+    a += np.float32(128.0 + bucket // 2)
+    np.floor_divide(a, np.float32(bucket), out=a)
+    a *= np.float32(bucket)
+    np.clip(a, 0, 255, out=a)
+    return a.astype(np.uint8)
 
 
 def choose_fractional_bits(means: np.ndarray) -> int:
@@ -213,8 +223,13 @@ def encode_spz(
     fractional_bits: int | None = None,
     sh1_bits: int = 5,
     sh_rest_bits: int = 4,
+    compresslevel: int = 6,
 ) -> bytes:
-    """spz bytes for `splats` (version 2, 3 or 4; see the module docstring for the layout)."""
+    """spz bytes for `splats` (version 2, 3 or 4; see the module docstring for the layout).
+
+    compresslevel: gzip level for v2/v3 (6 = zlib's default, as the reference; 1 is ~3× faster
+    and ~10% larger on typical scenes). v4 uses zstd level 12, as the reference.
+    """
     if version not in (2, 3, 4):
         raise ValueError(f"spz version must be 2, 3 or 4, got {version}")
     if not (1 <= sh1_bits <= 8 and 1 <= sh_rest_bits <= 8):
@@ -227,7 +242,7 @@ def encode_spz(
     if version < 4:
         head = LEGACY_HEADER.pack(MAGIC, version, len(splats), splats.sh_degree, fb, flags, 0)
         raw = head + b"".join(blocks[k] for k in _ORDER)
-        return gzip.compress(raw, compresslevel=6, mtime=0)
+        return gzip.compress(raw, compresslevel=compresslevel, mtime=0)
     zstd = _zstd()
     chunks = [(zstd.compress(blocks[k], level=12), len(blocks[k])) for k in _ORDER if len(blocks[k])]
     toc = b"".join(struct.pack("<QQ", len(c), u) for c, u in chunks)
