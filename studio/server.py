@@ -152,6 +152,9 @@ def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120)
         body, ctype = render_metrics(studio)
         return Response(body, media_type=ctype)
 
+    from .scene_stream import mount_xr
+
+    mount_xr(app, studio, token=token)  # scene stream at /v1/scene*, WebXR client at /xr/
     return app
 
 
