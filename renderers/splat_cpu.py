@@ -66,7 +66,7 @@ def _covar6(quats: Tensor, scales: Tensor) -> list:
     return [cov(0, 0), cov(0, 1), cov(0, 2), cov(1, 1), cov(1, 2), cov(2, 2)]
 
 
-def fully_fused_projection(
+def fully_fused_projection_torch(
     means: Tensor,
     covars: Optional[Tensor],
     quats: Optional[Tensor],
@@ -90,7 +90,8 @@ def fully_fused_projection(
     and Gaussians with o·compensation < 1/255 culled, as gsplat's CUDA kernel).
     Returns radii (B,C,N,2) int32 (0 = culled), means2d (B,C,N,2), depths (B,C,N),
     conics (B,C,N,3) (inverse blurred 2D covariance: xx, xy, yy), compensations (B,C,N) or
-    None. Culled entries have zero means2d/conics. Differentiable by autograd.
+    None. Culled entries have zero means2d/conics. Differentiable by autograd (vectorised
+    torch; ``fully_fused_projection`` uses the C++ kernel when it is available).
     """
     if covars is None:
         cw = [t[:, None, :] for t in _covar6(quats, scales)]  # 6 × (B,1,N)
@@ -160,6 +161,147 @@ def fully_fused_projection(
     return radii, means2d, z, conics, comp
 
 
+class _ProjectCpp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, quats, scales, viewmats, Ks, opacities, width, height, eps2d,
+                near_plane, far_plane, radius_clip, calc_comp):
+        dt = means.dtype
+        B, N, _ = means.shape
+        C = viewmats.shape[1]
+        m, q, sc = (t.detach().contiguous() for t in (means, quats, scales))
+        vm, K = viewmats.detach().to(dt).contiguous(), Ks.detach().to(dt).contiguous()
+        op = None if opacities is None else opacities.detach().to(dt).contiguous()
+        radii = torch.empty((B, C, N, 2), dtype=torch.int32)
+        means2d = torch.empty((B, C, N, 2), dtype=dt)
+        depths = torch.empty((B, C, N), dtype=dt)
+        conics = torch.empty((B, C, N, 3), dtype=dt)
+        comp = torch.empty((B, C, N), dtype=dt)
+        lib = kernel_library()
+        fn = lib.proj_fwd_f64 if dt == torch.float64 else lib.proj_fwd_f32
+        nt = 1 if B * N * C < 20_000 else torch.get_num_threads()
+        fn(B, C, N, _ptr(m), _ptr(q), _ptr(sc), _ptr(op), _ptr(vm), _ptr(K), width, height,
+           eps2d, near_plane, far_plane, radius_clip, int(calc_comp), _ptr(radii),
+           _ptr(means2d), _ptr(depths), _ptr(conics), _ptr(comp), nt)
+        ctx.save_for_backward(m, q, sc, vm, K, radii)
+        ctx.args = (width, height, eps2d, calc_comp)
+        ctx.mark_non_differentiable(radii)
+        return radii, means2d, depths, conics, comp
+
+    @staticmethod
+    def backward(ctx, v_radii, v_means2d, v_depths, v_conics, v_comp):
+        m, q, sc, vm, K, radii = ctx.saved_tensors
+        width, height, eps2d, calc_comp = ctx.args
+        dt = m.dtype
+        B, N, _ = m.shape
+        C = vm.shape[1]
+        prep = lambda t, shape: (torch.zeros(shape, dtype=dt) if t is None else t.to(dt).contiguous())  # noqa: E731
+        v_m2 = prep(v_means2d, (B, C, N, 2))
+        v_d = prep(v_depths, (B, C, N))
+        v_c = prep(v_conics, (B, C, N, 3))
+        v_cp = prep(v_comp, (B, C, N)) if (calc_comp and v_comp is not None) else None
+        v_means = torch.empty_like(m)
+        v_quats = torch.empty_like(q)
+        v_scales = torch.empty_like(sc)
+        lib = kernel_library()
+        fn = lib.proj_bwd_f64 if dt == torch.float64 else lib.proj_bwd_f32
+        nt = 1 if B * N * C < 20_000 else torch.get_num_threads()
+        fn(B, C, N, _ptr(m), _ptr(q), _ptr(sc), _ptr(vm), _ptr(K), width, height, eps2d,
+           _ptr(radii), _ptr(v_m2), _ptr(v_d), _ptr(v_c), _ptr(v_cp), _ptr(v_means),
+           _ptr(v_quats), _ptr(v_scales), nt)
+        return (v_means, v_quats, v_scales) + (None,) * 10
+
+
+def fully_fused_projection(
+    means: Tensor,
+    covars: Optional[Tensor],
+    quats: Optional[Tensor],
+    scales: Optional[Tensor],
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    eps2d: float = 0.3,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    radius_clip: float = 0.0,
+    calc_compensations: bool = False,
+    opacities: Optional[Tensor] = None,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor]]:
+    """EWA projection; same contract as ``fully_fused_projection_torch``.
+
+    Uses the fused C++ kernel (hand-written backward to means, quats, scales; no gradient to
+    viewmats/Ks) unless covars are given, a camera pose needs a gradient, or no compiler.
+    """
+    if (covars is None and backend() == "cpp" and not viewmats.requires_grad
+            and not Ks.requires_grad):
+        radii, means2d, depths, conics, comp = _ProjectCpp.apply(
+            means, quats, scales, viewmats, Ks, opacities, width, height, float(eps2d),
+            float(near_plane), float(far_plane), float(radius_clip), bool(calc_compensations))
+        return radii, means2d, depths, conics, (comp if calc_compensations else None)
+    return fully_fused_projection_torch(
+        means, covars, quats, scales, viewmats, Ks, width, height, eps2d=eps2d,
+        near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip,
+        calc_compensations=calc_compensations, opacities=opacities)
+
+
+class _SHCpp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, degree, means, campos, coeffs, radii):
+        dt = means.dtype
+        B, N, _ = means.shape
+        C = campos.shape[1]
+        per_cam = coeffs.dim() == 5
+        K = coeffs.shape[-2]
+        m, cp = means.detach().contiguous(), campos.detach().to(dt).contiguous()
+        co, r = coeffs.detach().contiguous(), radii.contiguous()
+        colors = torch.empty((B, C, N, 3), dtype=dt)
+        lib = kernel_library()
+        fn = lib.sh_fwd_f64 if dt == torch.float64 else lib.sh_fwd_f32
+        nt = 1 if B * C * N < 20_000 else torch.get_num_threads()
+        fn(B, C, N, K, degree, int(per_cam), _ptr(m), _ptr(cp), _ptr(co), _ptr(r), _ptr(colors), nt)
+        ctx.save_for_backward(m, cp, co, r, colors)
+        ctx.degree = degree
+        return colors
+
+    @staticmethod
+    def backward(ctx, v_colors):
+        m, cp, co, r, colors = ctx.saved_tensors
+        dt = m.dtype
+        B, N, _ = m.shape
+        C = cp.shape[1]
+        per_cam = co.dim() == 5
+        K = co.shape[-2]
+        v_co = torch.zeros_like(co)
+        v_m = torch.empty_like(m)
+        lib = kernel_library()
+        fn = lib.sh_bwd_f64 if dt == torch.float64 else lib.sh_bwd_f32
+        nt = 1 if B * C * N < 20_000 else torch.get_num_threads()
+        v_c = v_colors.to(dt).contiguous()  # keep a reference: the kernel reads its memory
+        fn(B, C, N, K, ctx.degree, int(per_cam), _ptr(m), _ptr(cp), _ptr(co), _ptr(r),
+           _ptr(colors), _ptr(v_c), _ptr(v_co), _ptr(v_m), nt)
+        return None, v_m, None, v_co, None
+
+
+def sh_colors(degree: int, means: Tensor, campos: Tensor, coeffs: Tensor, radii: Tensor) -> Tensor:
+    """View-dependent colours max(0, SH(normalize(mean - campos)) + 0.5), as gsplat.
+
+    means (B,N,3), campos (B,C,3), coeffs (B,N,K,3) or per camera (B,C,N,K,3), radii
+    (B,C,N,2) (culled entries get 0.5). Returns (B,C,N,3), differentiable w.r.t. means and
+    coeffs (C++ kernel; gsplat's torch reference without a compiler).
+    """
+    if backend() == "cpp" and not campos.requires_grad:
+        return _SHCpp.apply(degree, means, campos, coeffs, radii)
+    from gsplat.cuda._torch_impl import _spherical_harmonics
+
+    B, N, _ = means.shape
+    C = campos.shape[1]
+    K = coeffs.shape[-2]
+    shs = coeffs if coeffs.dim() == 5 else coeffs[:, None].expand(B, C, N, K, 3)
+    dirs = means[:, None] - campos[:, :, None, :]
+    return torch.clamp_min(_spherical_harmonics(degree, dirs, shs) + 0.5, 0.0)
+
+
+
 # ----------------------------------------------------------------------------------------
 # Tile binning
 # ----------------------------------------------------------------------------------------
@@ -183,6 +325,9 @@ def isect_tiles(
     (image << (32+tile_bits) | tile << 32 | float32 depth bits), flatten_ids (n_isects,)
     int32 (index into M), isect_offsets (n_images, tile_height, tile_width) int32.
     """
+    if backend() == "cpp":
+        return _isect_tiles_cpp(means2d, radii, depths, image_ids, n_images, tile_size,
+                                tile_width, tile_height)
     dev = means2d.device
     m = means2d.detach().float() / tile_size
     r = radii.float() / tile_size
@@ -225,6 +370,35 @@ def isect_tiles(
     return tiles_per_gauss.to(torch.int32), isect_ids, flatten_ids, offsets
 
 
+def _isect_tiles_cpp(means2d, radii, depths, image_ids, n_images, tile_size, tile_width,
+                     tile_height):
+    dt = means2d.dtype
+    lib = kernel_library()
+    sfx = "f64" if dt == torch.float64 else "f32"
+    xy = means2d.detach().contiguous()
+    r = radii.contiguous()
+    d = depths.detach().contiguous()
+    ims = image_ids.to(torch.int64).contiguous()
+    M = xy.shape[0]
+    tpg = torch.empty(M, dtype=torch.int32)
+    getattr(lib, "bin_count_" + sfx)(M, _ptr(xy), _ptr(r), tile_size, tile_width, tile_height, _ptr(tpg))
+    cum = torch.cumsum(tpg, 0, dtype=torch.int64)
+    n_isects = int(cum[-1]) if M else 0
+    tile_n_bits = (tile_width * tile_height).bit_length()
+    ids = torch.empty(n_isects, dtype=torch.int64)
+    flat = torch.empty(n_isects, dtype=torch.int32)
+    getattr(lib, "bin_fill_" + sfx)(M, _ptr(xy), _ptr(r), _ptr(d), _ptr(ims), _ptr(cum), tile_size,
+                                    tile_width, tile_height, tile_n_bits, _ptr(ids), _ptr(flat))
+    ids, order = torch.sort(ids, stable=True)
+    flat = flat[order]
+    n_tiles = tile_width * tile_height
+    hi = ids >> 32
+    slot = (hi >> tile_n_bits) * n_tiles + (hi & ((1 << tile_n_bits) - 1))
+    counts = torch.bincount(slot, minlength=n_images * n_tiles)
+    offsets = (torch.cumsum(counts, 0) - counts).to(torch.int32).reshape(n_images, tile_height, tile_width)
+    return tpg, ids, flat, offsets
+
+
 # ----------------------------------------------------------------------------------------
 # C++/OpenMP compositor (ctypes)
 # ----------------------------------------------------------------------------------------
@@ -234,6 +408,7 @@ _CPP_SOURCE = r"""
 #include <cstdint>
 #include <vector>
 #include <algorithm>
+#include <cstring>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -389,6 +564,385 @@ static void bwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
   }
 }
 
+
+// ---------------------------------------------------------------------------------------
+// EWA projection (gsplat's fused kernel) and its vector-Jacobian product
+// ---------------------------------------------------------------------------------------
+template <typename S>
+static inline void quat_rot(const S* q, S R[3][3], S qn[4], S& inv_norm) {
+  S n2 = q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3];
+  S nrm = std::sqrt(n2);
+  inv_norm = 1 / std::max(nrm, (S)1e-12);
+  S w = q[0] * inv_norm, x = q[1] * inv_norm, y = q[2] * inv_norm, z = q[3] * inv_norm;
+  qn[0] = w; qn[1] = x; qn[2] = y; qn[3] = z;
+  R[0][0] = 1 - 2 * (y * y + z * z); R[0][1] = 2 * (x * y - w * z); R[0][2] = 2 * (x * z + w * y);
+  R[1][0] = 2 * (x * y + w * z); R[1][1] = 1 - 2 * (x * x + z * z); R[1][2] = 2 * (y * z - w * x);
+  R[2][0] = 2 * (x * z - w * y); R[2][1] = 2 * (y * z + w * x); R[2][2] = 1 - 2 * (x * x + y * y);
+}
+
+template <typename S>
+struct ProjCtx {  // per (camera, gaussian) intermediates shared by fwd and bwd
+  S R[3][3], qn[4], inv_norm, M[3][3], Sig[3][3], Rv[3][3], Sc[3][3], p[3];
+  S J0[3], J1[3], a, b, c, ab, cb, det, det_orig, rz, tx, ty, lx, ly;
+  bool clx, cly;
+};
+
+template <typename S>
+static inline void proj_core(const S* mean, const S* q, const S* sc, const S* vm, const S* K,
+                             int W, int H, S eps2d, ProjCtx<S>& P) {
+  quat_rot(q, P.R, P.qn, P.inv_norm);
+  for (int i = 0; i < 3; ++i) for (int j = 0; j < 3; ++j) P.M[i][j] = P.R[i][j] * sc[j];
+  for (int i = 0; i < 3; ++i) for (int j = 0; j < 3; ++j)
+    P.Sig[i][j] = P.M[i][0] * P.M[j][0] + P.M[i][1] * P.M[j][1] + P.M[i][2] * P.M[j][2];
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 3; ++j) P.Rv[i][j] = vm[i * 4 + j];
+    P.p[i] = P.Rv[i][0] * mean[0] + P.Rv[i][1] * mean[1] + P.Rv[i][2] * mean[2] + vm[i * 4 + 3];
+  }
+  S T1[3][3];
+  for (int i = 0; i < 3; ++i) for (int k = 0; k < 3; ++k)
+    T1[i][k] = P.Rv[i][0] * P.Sig[0][k] + P.Rv[i][1] * P.Sig[1][k] + P.Rv[i][2] * P.Sig[2][k];
+  for (int i = 0; i < 3; ++i) for (int l = 0; l < 3; ++l)
+    P.Sc[i][l] = T1[i][0] * P.Rv[l][0] + T1[i][1] * P.Rv[l][1] + T1[i][2] * P.Rv[l][2];
+  const S fx = K[0], fy = K[4], cx = K[2], cy = K[5];
+  const S x = P.p[0], y = P.p[1], z = P.p[2];
+  const S tfx = (S)0.5 * W / fx, tfy = (S)0.5 * H / fy;
+  const S lxp = (W - cx) / fx + (S)0.3 * tfx, lxn = cx / fx + (S)0.3 * tfx;
+  const S lyp = (H - cy) / fy + (S)0.3 * tfy, lyn = cy / fy + (S)0.3 * tfy;
+  P.rz = 1 / z;
+  const S ux = x * P.rz, uy = y * P.rz;
+  P.lx = std::min(lxp, std::max(-lxn, ux));
+  P.ly = std::min(lyp, std::max(-lyn, uy));
+  P.clx = !(ux <= lxp && ux >= -lxn);
+  P.cly = !(uy <= lyp && uy >= -lyn);
+  P.tx = z * P.lx; P.ty = z * P.ly;
+  P.J0[0] = fx * P.rz; P.J0[1] = 0; P.J0[2] = -fx * P.tx * P.rz * P.rz;
+  P.J1[0] = 0; P.J1[1] = fy * P.rz; P.J1[2] = -fy * P.ty * P.rz * P.rz;
+  S SJ0[3], SJ1[3];
+  for (int i = 0; i < 3; ++i) {
+    SJ0[i] = P.Sc[i][0] * P.J0[0] + P.Sc[i][1] * P.J0[1] + P.Sc[i][2] * P.J0[2];
+    SJ1[i] = P.Sc[i][0] * P.J1[0] + P.Sc[i][1] * P.J1[1] + P.Sc[i][2] * P.J1[2];
+  }
+  P.a = P.J0[0] * SJ0[0] + P.J0[1] * SJ0[1] + P.J0[2] * SJ0[2];
+  P.b = P.J0[0] * SJ1[0] + P.J0[1] * SJ1[1] + P.J0[2] * SJ1[2];
+  P.c = P.J1[0] * SJ1[0] + P.J1[1] * SJ1[1] + P.J1[2] * SJ1[2];
+  P.det_orig = P.a * P.c - P.b * P.b;
+  P.ab = P.a + eps2d; P.cb = P.c + eps2d;
+  P.det = P.ab * P.cb - P.b * P.b;
+}
+
+template <typename S>
+static void proj_fwd(int B, int C, int N, const S* means, const S* quats, const S* scales,
+                     const S* opac, const S* viewmats, const S* Ks, int W, int H, S eps2d,
+                     S near_plane, S far_plane, S radius_clip, int calc_comp,
+                     int32_t* radii, S* means2d, S* depths, S* conics, S* comp, int nthreads) {
+  #pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t bn = 0; bn < (int64_t)B * N; ++bn) {
+    const int b = (int)(bn / N), n = (int)(bn % N);
+    ProjCtx<S> P;
+    for (int cam = 0; cam < C; ++cam) {
+      const int64_t o = ((int64_t)b * C + cam) * N + n;
+      const S* vm = viewmats + ((int64_t)b * C + cam) * 16;
+      const S* K = Ks + ((int64_t)b * C + cam) * 9;
+      const S* mean = means + bn * 3;
+      const S z = vm[8] * mean[0] + vm[9] * mean[1] + vm[10] * mean[2] + vm[11];
+      depths[o] = z;
+      radii[o * 2] = 0; radii[o * 2 + 1] = 0;
+      means2d[o * 2] = 0; means2d[o * 2 + 1] = 0;
+      conics[o * 3] = 0; conics[o * 3 + 1] = 0; conics[o * 3 + 2] = 0;
+      if (comp) comp[o] = 0;
+      if (!(z >= near_plane && z <= far_plane)) continue;
+      proj_core(mean, quats + bn * 4, scales + bn * 3, vm, K, W, H, eps2d, P);
+      if (!(P.det > 0)) continue;
+      const S cp = std::sqrt(std::max((S)0, P.det_orig / P.det));
+      S extend = (S)3.33;
+      if (opac) {
+        S o2 = opac[bn];
+        if (calc_comp) o2 *= cp;
+        if (o2 < Consts<S>::thr) continue;
+        extend = std::min(extend, std::sqrt(2 * std::log(o2 / Consts<S>::thr)));
+      }
+      const S rx = std::ceil(extend * std::sqrt(P.ab)), ry = std::ceil(extend * std::sqrt(P.cb));
+      if (rx <= radius_clip && ry <= radius_clip) continue;
+      const S mx = K[0] * P.p[0] * P.rz + K[2], my = K[4] * P.p[1] * P.rz + K[5];
+      if (mx + rx <= 0 || mx - rx >= W || my + ry <= 0 || my - ry >= H) continue;
+      radii[o * 2] = (int32_t)rx; radii[o * 2 + 1] = (int32_t)ry;
+      means2d[o * 2] = mx; means2d[o * 2 + 1] = my;
+      conics[o * 3] = P.cb / P.det; conics[o * 3 + 1] = -P.b / P.det; conics[o * 3 + 2] = P.ab / P.det;
+      if (comp && calc_comp) comp[o] = cp;
+    }
+  }
+}
+
+template <typename S>
+static void proj_bwd(int B, int C, int N, const S* means, const S* quats, const S* scales,
+                     const S* viewmats, const S* Ks, int W, int H, S eps2d,
+                     const int32_t* radii, const S* v_means2d, const S* v_depths,
+                     const S* v_conics, const S* v_comp,
+                     S* v_means, S* v_quats, S* v_scales, int nthreads) {
+  #pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t bn = 0; bn < (int64_t)B * N; ++bn) {
+    const int b = (int)(bn / N);
+    const int n = (int)(bn % N);
+    S vmean[3] = {0, 0, 0}, vM[3][3] = {{0}}, haveM = 0;
+    ProjCtx<S> P;
+    for (int cam = 0; cam < C; ++cam) {
+      const int64_t o = ((int64_t)b * C + cam) * N + n;
+      const S* vm = viewmats + ((int64_t)b * C + cam) * 16;
+      const S* K = Ks + ((int64_t)b * C + cam) * 9;
+      if (v_depths) for (int j = 0; j < 3; ++j) vmean[j] += vm[8 + j] * v_depths[o];
+      if (radii[o * 2] <= 0 || radii[o * 2 + 1] <= 0) continue;
+      proj_core(means + bn * 3, quats + bn * 4, scales + bn * 3, vm, K, W, H, eps2d, P);
+      const S fx = K[0], fy = K[4];
+      const S det = P.det, rz = P.rz, rz2 = rz * rz, rz3 = rz2 * rz;
+      // conics (cb/det, -b/det, ab/det)
+      const S v0 = v_conics[o * 3], v1 = v_conics[o * 3 + 1], v2 = v_conics[o * 3 + 2];
+      const S s = (v0 * P.cb - v1 * P.b + v2 * P.ab) / (det * det);
+      S va = v2 / det - s * P.cb;
+      S vc = v0 / det - s * P.ab;
+      S vb = -v1 / det + 2 * s * P.b;
+      if (v_comp) {
+        const S r = P.det_orig / det;
+        if (r > 0) {
+          const S vr = v_comp[o] * (S)0.5 / std::sqrt(r);
+          va += vr * (P.c - r * P.cb) / det;
+          vc += vr * (P.a - r * P.ab) / det;
+          vb += vr * (-2 * P.b * (1 - r)) / det;
+        }
+      }
+      // cov2d = [J0; J1] Sc [J0; J1]^T
+      S G[3][3];
+      for (int i = 0; i < 3; ++i) for (int j = 0; j < 3; ++j)
+        G[i][j] = va * P.J0[i] * P.J0[j] + vb * P.J0[i] * P.J1[j] + vc * P.J1[i] * P.J1[j];
+      S SJ0[3], SJ1[3];
+      for (int i = 0; i < 3; ++i) {
+        SJ0[i] = P.Sc[i][0] * P.J0[0] + P.Sc[i][1] * P.J0[1] + P.Sc[i][2] * P.J0[2];
+        SJ1[i] = P.Sc[i][0] * P.J1[0] + P.Sc[i][1] * P.J1[1] + P.Sc[i][2] * P.J1[2];
+      }
+      S vJ0[3], vJ1[3];
+      for (int i = 0; i < 3; ++i) {
+        vJ0[i] = 2 * va * SJ0[i] + vb * SJ1[i];
+        vJ1[i] = 2 * vc * SJ1[i] + vb * SJ0[i];
+      }
+      // camera-space mean
+      const S x = P.p[0], y = P.p[1];
+      S vp[3] = {0, 0, 0};
+      const S vmx = v_means2d[o * 2], vmy = v_means2d[o * 2 + 1];
+      vp[0] += fx * rz * vmx;
+      vp[1] += fy * rz * vmy;
+      vp[2] += -(fx * x * vmx + fy * y * vmy) * rz2;
+      vp[2] += -fx * rz2 * vJ0[0] - fy * rz2 * vJ1[1];
+      if (!P.clx) { vp[0] += -fx * rz2 * vJ0[2]; vp[2] += 2 * fx * P.tx * rz3 * vJ0[2]; }
+      else { vp[2] += fx * P.tx * rz3 * vJ0[2]; }
+      if (!P.cly) { vp[1] += -fy * rz2 * vJ1[2]; vp[2] += 2 * fy * P.ty * rz3 * vJ1[2]; }
+      else { vp[2] += fy * P.ty * rz3 * vJ1[2]; }
+      for (int j = 0; j < 3; ++j)
+        vmean[j] += P.Rv[0][j] * vp[0] + P.Rv[1][j] * vp[1] + P.Rv[2][j] * vp[2];
+      // Sc = Rv Sig Rv^T  ->  G_Sig = Rv^T G Rv
+      S T2[3][3], GS[3][3];
+      for (int i = 0; i < 3; ++i) for (int l = 0; l < 3; ++l)
+        T2[i][l] = G[i][0] * P.Rv[0][l] + G[i][1] * P.Rv[1][l] + G[i][2] * P.Rv[2][l];
+      for (int k = 0; k < 3; ++k) for (int l = 0; l < 3; ++l)
+        GS[k][l] = P.Rv[0][k] * T2[0][l] + P.Rv[1][k] * T2[1][l] + P.Rv[2][k] * T2[2][l];
+      // Sig = M M^T -> vM = (GS + GS^T) M
+      for (int i = 0; i < 3; ++i) for (int j = 0; j < 3; ++j) {
+        S acc = 0;
+        for (int k = 0; k < 3; ++k) acc += (GS[i][k] + GS[k][i]) * P.M[k][j];
+        vM[i][j] += acc;
+      }
+      haveM = 1;
+    }
+    for (int j = 0; j < 3; ++j) v_means[bn * 3 + j] = vmean[j];
+    if (!haveM) {
+      for (int j = 0; j < 3; ++j) v_scales[bn * 3 + j] = 0;
+      for (int j = 0; j < 4; ++j) v_quats[bn * 4 + j] = 0;
+      continue;
+    }
+    // M = R diag(s)
+    const S* sc = scales + bn * 3;
+    S VR[3][3];
+    for (int j = 0; j < 3; ++j) {
+      S acc = 0;
+      for (int i = 0; i < 3; ++i) { acc += vM[i][j] * P.R[i][j]; VR[i][j] = vM[i][j] * sc[j]; }
+      v_scales[bn * 3 + j] = acc;
+    }
+    const S w = P.qn[0], x = P.qn[1], y = P.qn[2], z = P.qn[3];
+    S vq[4];
+    vq[0] = 2 * (-z * VR[0][1] + y * VR[0][2] + z * VR[1][0] - x * VR[1][2] - y * VR[2][0] + x * VR[2][1]);
+    vq[1] = 2 * (y * VR[0][1] + z * VR[0][2] + y * VR[1][0] - 2 * x * VR[1][1] - w * VR[1][2] + z * VR[2][0] + w * VR[2][1] - 2 * x * VR[2][2]);
+    vq[2] = 2 * (-2 * y * VR[0][0] + x * VR[0][1] + w * VR[0][2] + x * VR[1][0] + z * VR[1][2] - w * VR[2][0] + z * VR[2][1] - 2 * y * VR[2][2]);
+    vq[3] = 2 * (-2 * z * VR[0][0] - w * VR[0][1] + x * VR[0][2] + w * VR[1][0] - 2 * z * VR[1][1] + y * VR[1][2] + x * VR[2][0] + y * VR[2][1]);
+    const S dot = w * vq[0] + x * vq[1] + y * vq[2] + z * vq[3];
+    for (int j = 0; j < 4; ++j) v_quats[bn * 4 + j] = (vq[j] - P.qn[j] * dot) * P.inv_norm;
+  }
+}
+
+
+// ---------------------------------------------------------------------------------------
+// Real SH colours (gsplat's basis and signs, degree <= 4) with forward-mode derivatives
+// ---------------------------------------------------------------------------------------
+template <typename S>
+struct Dual {  // value + gradient w.r.t. the unit direction (x, y, z)
+  S v, d[3];
+  Dual(S v_ = 0) : v(v_) { d[0] = d[1] = d[2] = 0; }
+};
+template <typename S> static inline Dual<S> operator+(const Dual<S>& a, const Dual<S>& b) {
+  Dual<S> r(a.v + b.v); for (int i = 0; i < 3; ++i) r.d[i] = a.d[i] + b.d[i]; return r; }
+template <typename S> static inline Dual<S> operator-(const Dual<S>& a, const Dual<S>& b) {
+  Dual<S> r(a.v - b.v); for (int i = 0; i < 3; ++i) r.d[i] = a.d[i] - b.d[i]; return r; }
+template <typename S> static inline Dual<S> operator*(const Dual<S>& a, const Dual<S>& b) {
+  Dual<S> r(a.v * b.v); for (int i = 0; i < 3; ++i) r.d[i] = a.d[i] * b.v + a.v * b.d[i]; return r; }
+template <typename S> static inline Dual<S> operator*(S a, const Dual<S>& b) {
+  Dual<S> r(a * b.v); for (int i = 0; i < 3; ++i) r.d[i] = a * b.d[i]; return r; }
+template <typename S> static inline Dual<S> operator+(const Dual<S>& a, S b) {
+  Dual<S> r(a); r.v += b; return r; }
+
+// bases[0..(deg+1)^2) at unit direction (x, y, z); T = S or Dual<S>
+template <typename S, typename T>
+static inline void sh_bases(int deg, const T& x, const T& y, const T& z, T* out) {
+  out[0] = T((S)0.2820947917738781);
+  if (deg < 1) return;
+  out[1] = (S)-0.48860251190292 * y;
+  out[2] = (S)0.48860251190292 * z;
+  out[3] = (S)-0.48860251190292 * x;
+  if (deg < 2) return;
+  T z2 = z * z, fTmpB = (S)-1.092548430592079 * z;
+  T fC1 = x * x - y * y, fS1 = (S)2 * (x * y);
+  out[6] = (S)0.9461746957575601 * z2 + (S)-0.3153915652525201;
+  out[7] = fTmpB * x; out[5] = fTmpB * y;
+  out[8] = (S)0.5462742152960395 * fC1; out[4] = (S)0.5462742152960395 * fS1;
+  if (deg < 3) return;
+  T fTmpC = (S)-2.285228997322329 * z2 + (S)0.4570457994644658;
+  T fTmpB3 = (S)1.445305721320277 * z;
+  T fC2 = x * fC1 - y * fS1, fS2 = x * fS1 + y * fC1;
+  out[12] = z * ((S)1.865881662950577 * z2 + (S)-1.119528997770346);
+  out[13] = fTmpC * x; out[11] = fTmpC * y;
+  out[14] = fTmpB3 * fC1; out[10] = fTmpB3 * fS1;
+  out[15] = (S)-0.5900435899266435 * fC2; out[9] = (S)-0.5900435899266435 * fS2;
+  if (deg < 4) return;
+  T fTmpD = z * ((S)-4.683325804901025 * z2 + (S)2.007139630671868);
+  T fTmpC4 = (S)3.31161143515146 * z2 + (S)-0.47308734787878;
+  T fTmpB4 = (S)-1.770130769779931 * z;
+  T fC3 = x * fC2 - y * fS2, fS3 = x * fS2 + y * fC2;
+  out[20] = (S)1.984313483298443 * (z2 * ((S)1.865881662950577 * z2 + (S)-1.119528997770346))
+            + (S)-1.006230589874905 * ((S)0.9461746957575601 * z2 + (S)-0.3153915652525201);
+  out[21] = fTmpD * x; out[19] = fTmpD * y;
+  out[22] = fTmpC4 * fC1; out[18] = fTmpC4 * fS1;
+  out[23] = fTmpB4 * fC2; out[17] = fTmpB4 * fS2;
+  out[24] = (S)0.6258357354491763 * fC3; out[16] = (S)0.6258357354491763 * fS3;
+}
+
+// colors[b,c,n,:] = max(0, sum_k basis_k(normalize(mean - campos)) coeffs[.., k, :] + 0.5)
+template <typename S>
+static void sh_fwd(int B, int C, int N, int K, int deg, int per_cam, const S* means,
+                   const S* campos, const S* coeffs, const int32_t* radii, S* colors, int nthreads) {
+  const int nb = (deg + 1) * (deg + 1);
+  #pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t bn = 0; bn < (int64_t)B * N; ++bn) {
+    const int b = (int)(bn / N), n = (int)(bn % N);
+    S bases[25];
+    for (int cam = 0; cam < C; ++cam) {
+      const int64_t o = ((int64_t)b * C + cam) * N + n;
+      S* out = colors + o * 3;
+      if (radii[o * 2] <= 0 || radii[o * 2 + 1] <= 0) { out[0] = out[1] = out[2] = (S)0.5; continue; }
+      const S* cp = campos + ((int64_t)b * C + cam) * 3;
+      S d[3] = {means[bn * 3] - cp[0], means[bn * 3 + 1] - cp[1], means[bn * 3 + 2] - cp[2]};
+      S inv = 1 / std::max(std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), (S)1e-12);
+      sh_bases<S, S>(deg, d[0] * inv, d[1] * inv, d[2] * inv, bases);
+      const S* co = coeffs + (per_cam ? o : bn) * (int64_t)K * 3;
+      for (int ch = 0; ch < 3; ++ch) {
+        S acc = 0;
+        for (int k = 0; k < nb; ++k) acc += bases[k] * co[k * 3 + ch];
+        out[ch] = std::max(acc + (S)0.5, (S)0);
+      }
+    }
+  }
+}
+
+template <typename S>
+static void sh_bwd(int B, int C, int N, int K, int deg, int per_cam, const S* means,
+                   const S* campos, const S* coeffs, const int32_t* radii, const S* colors,
+                   const S* v_colors, S* v_coeffs, S* v_means, int nthreads) {
+  const int nb = (deg + 1) * (deg + 1);
+  #pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t bn = 0; bn < (int64_t)B * N; ++bn) {
+    const int b = (int)(bn / N), n = (int)(bn % N);
+    Dual<S> bases[25];
+    S vm[3] = {0, 0, 0};
+    for (int cam = 0; cam < C; ++cam) {
+      const int64_t o = ((int64_t)b * C + cam) * N + n;
+      if (radii[o * 2] <= 0 || radii[o * 2 + 1] <= 0) continue;
+      S vc[3];
+      bool any = false;
+      for (int ch = 0; ch < 3; ++ch) {
+        vc[ch] = colors[o * 3 + ch] > 0 ? v_colors[o * 3 + ch] : (S)0;  // clamp at 0
+        any |= vc[ch] != 0;
+      }
+      if (!any) continue;
+      const S* cp = campos + ((int64_t)b * C + cam) * 3;
+      S d[3] = {means[bn * 3] - cp[0], means[bn * 3 + 1] - cp[1], means[bn * 3 + 2] - cp[2]};
+      S nrm = std::max(std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), (S)1e-12), inv = 1 / nrm;
+      Dual<S> u[3];
+      for (int i = 0; i < 3; ++i) { u[i] = Dual<S>(d[i] * inv); u[i].d[i] = 1; }
+      sh_bases<S, Dual<S>>(deg, u[0], u[1], u[2], bases);
+      const S* co = coeffs + (per_cam ? o : bn) * (int64_t)K * 3;
+      S* vco = v_coeffs + (per_cam ? o : bn) * (int64_t)K * 3;
+      S vu[3] = {0, 0, 0};
+      for (int k = 0; k < nb; ++k) {
+        S g = 0;
+        for (int ch = 0; ch < 3; ++ch) { vco[k * 3 + ch] += bases[k].v * vc[ch]; g += co[k * 3 + ch] * vc[ch]; }
+        for (int i = 0; i < 3; ++i) vu[i] += g * bases[k].d[i];
+      }
+      // u = d / |d|  ->  v_d = (vu - u (u . vu)) / |d|
+      const S dot = u[0].v * vu[0] + u[1].v * vu[1] + u[2].v * vu[2];
+      for (int i = 0; i < 3; ++i) vm[i] += (vu[i] - u[i].v * dot) * inv;
+    }
+    for (int i = 0; i < 3; ++i) v_means[bn * 3 + i] = vm[i];
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tile binning: count, fill (image | tile | depth bits) keys; offsets from sorted keys
+// ---------------------------------------------------------------------------------------
+template <typename S>
+static inline void tile_rect(const S* xy, const int32_t* r, int ts, int tw, int th, int rect[4]) {
+  const float mx = (float)xy[0] / ts, my = (float)xy[1] / ts;
+  const float rx = (float)r[0] / ts, ry = (float)r[1] / ts;
+  rect[0] = std::min(std::max(0, (int)std::floor(mx - rx)), tw);
+  rect[1] = std::min(std::max(0, (int)std::floor(my - ry)), th);
+  rect[2] = std::min(std::max(0, (int)std::ceil(mx + rx)), tw);
+  rect[3] = std::min(std::max(0, (int)std::ceil(my + ry)), th);
+}
+
+template <typename S>
+static void bin_count(int64_t M, const S* xy, const int32_t* radii, int ts, int tw, int th,
+                      int32_t* tiles_per_gauss) {
+  for (int64_t i = 0; i < M; ++i) {
+    if (radii[i * 2] <= 0 || radii[i * 2 + 1] <= 0) { tiles_per_gauss[i] = 0; continue; }
+    int r[4]; tile_rect(xy + i * 2, radii + i * 2, ts, tw, th, r);
+    tiles_per_gauss[i] = (r[2] - r[0]) * (r[3] - r[1]);
+  }
+}
+
+template <typename S>
+static void bin_fill(int64_t M, const S* xy, const int32_t* radii, const S* depths,
+                     const int64_t* image_ids, const int64_t* cum, int ts, int tw, int th,
+                     int tile_bits, int64_t* isect_ids, int32_t* flatten_ids) {
+  for (int64_t i = 0; i < M; ++i) {
+    if (radii[i * 2] <= 0 || radii[i * 2 + 1] <= 0) continue;
+    int r[4]; tile_rect(xy + i * 2, radii + i * 2, ts, tw, th, r);
+    const float dz = (float)depths[i];
+    uint32_t bits; std::memcpy(&bits, &dz, 4);
+    int64_t cur = i == 0 ? 0 : cum[i - 1];
+    const int64_t hi = image_ids[i] << (32 + tile_bits);
+    for (int y = r[1]; y < r[3]; ++y)
+      for (int x = r[0]; x < r[2]; ++x) {
+        isect_ids[cur] = hi | ((int64_t)(y * tw + x) << 32) | (int64_t)bits;
+        flatten_ids[cur] = (int32_t)i;
+        ++cur;
+      }
+  }
+}
+
 extern "C" {
 #define FWD_ARGS(S) int I, int H, int W, int ts, int tw, int th, int D, int64_t n, \
   const S* xy, const S* conic, const S* opac, const S* col, const S* bg, \
@@ -405,6 +959,38 @@ void splat_fwd_f64(FWD_ARGS(double)) { fwd<double>(FWD_CALL); }
   out_T, out_last, v_col, v_alpha, g_xy, g_conic, g_opac, g_col, g_abs, nt
 void splat_bwd_f32(BWD_ARGS(float)) { bwd<float>(BWD_CALL); }
 void splat_bwd_f64(BWD_ARGS(double)) { bwd<double>(BWD_CALL); }
+#define PF_ARGS(S) int B, int C, int N, const S* means, const S* quats, const S* scales, \
+  const S* opac, const S* viewmats, const S* Ks, int W, int H, S eps2d, S near_plane, \
+  S far_plane, S radius_clip, int calc_comp, int32_t* radii, S* means2d, S* depths, \
+  S* conics, S* comp, int nt
+#define PF_CALL B, C, N, means, quats, scales, opac, viewmats, Ks, W, H, eps2d, near_plane, \
+  far_plane, radius_clip, calc_comp, radii, means2d, depths, conics, comp, nt
+void proj_fwd_f32(PF_ARGS(float)) { proj_fwd<float>(PF_CALL); }
+void proj_fwd_f64(PF_ARGS(double)) { proj_fwd<double>(PF_CALL); }
+#define PB_ARGS(S) int B, int C, int N, const S* means, const S* quats, const S* scales, \
+  const S* viewmats, const S* Ks, int W, int H, S eps2d, const int32_t* radii, \
+  const S* v_means2d, const S* v_depths, const S* v_conics, const S* v_comp, \
+  S* v_means, S* v_quats, S* v_scales, int nt
+#define PB_CALL B, C, N, means, quats, scales, viewmats, Ks, W, H, eps2d, radii, v_means2d, \
+  v_depths, v_conics, v_comp, v_means, v_quats, v_scales, nt
+void proj_bwd_f32(PB_ARGS(float)) { proj_bwd<float>(PB_CALL); }
+void proj_bwd_f64(PB_ARGS(double)) { proj_bwd<double>(PB_CALL); }
+#define SF_ARGS(S) int B, int C, int N, int K, int deg, int per_cam, const S* means, \
+  const S* campos, const S* coeffs, const int32_t* radii, S* colors, int nt
+#define SF_CALL B, C, N, K, deg, per_cam, means, campos, coeffs, radii, colors, nt
+void sh_fwd_f32(SF_ARGS(float)) { sh_fwd<float>(SF_CALL); }
+void sh_fwd_f64(SF_ARGS(double)) { sh_fwd<double>(SF_CALL); }
+#define SB_ARGS(S) int B, int C, int N, int K, int deg, int per_cam, const S* means, \
+  const S* campos, const S* coeffs, const int32_t* radii, const S* colors, const S* v_colors, \
+  S* v_coeffs, S* v_means, int nt
+#define SB_CALL B, C, N, K, deg, per_cam, means, campos, coeffs, radii, colors, v_colors, \
+  v_coeffs, v_means, nt
+void sh_bwd_f32(SB_ARGS(float)) { sh_bwd<float>(SB_CALL); }
+void sh_bwd_f64(SB_ARGS(double)) { sh_bwd<double>(SB_CALL); }
+void bin_count_f32(int64_t M, const float* xy, const int32_t* r, int ts, int tw, int th, int32_t* t) { bin_count<float>(M, xy, r, ts, tw, th, t); }
+void bin_count_f64(int64_t M, const double* xy, const int32_t* r, int ts, int tw, int th, int32_t* t) { bin_count<double>(M, xy, r, ts, tw, th, t); }
+void bin_fill_f32(int64_t M, const float* xy, const int32_t* r, const float* d, const int64_t* im, const int64_t* cum, int ts, int tw, int th, int tb, int64_t* ids, int32_t* flat) { bin_fill<float>(M, xy, r, d, im, cum, ts, tw, th, tb, ids, flat); }
+void bin_fill_f64(int64_t M, const double* xy, const int32_t* r, const double* d, const int64_t* im, const int64_t* cum, int ts, int tw, int th, int tb, int64_t* ids, int32_t* flat) { bin_fill<double>(M, xy, r, d, im, cum, ts, tw, th, tb, ids, flat); }
 }
 """
 
@@ -448,6 +1034,25 @@ def _build_library() -> ctypes.CDLL:
         getattr(lib, name).restype = None
     for name in ("splat_bwd_f32", "splat_bwd_f64"):
         getattr(lib, name).argtypes = [i32] * 7 + [i64] + [vp] * 16 + [i32]
+        getattr(lib, name).restype = None
+    f32, f64 = ctypes.c_float, ctypes.c_double
+    for name, fl in (("proj_fwd_f32", f32), ("proj_fwd_f64", f64)):
+        getattr(lib, name).argtypes = [i32] * 3 + [vp] * 6 + [i32, i32, fl, fl, fl, fl, i32] + [vp] * 5 + [i32]
+        getattr(lib, name).restype = None
+    for name, fl in (("proj_bwd_f32", f32), ("proj_bwd_f64", f64)):
+        getattr(lib, name).argtypes = [i32] * 3 + [vp] * 5 + [i32, i32, fl] + [vp] * 8 + [i32]
+        getattr(lib, name).restype = None
+    for name in ("sh_fwd_f32", "sh_fwd_f64"):
+        getattr(lib, name).argtypes = [i32] * 6 + [vp] * 5 + [i32]
+        getattr(lib, name).restype = None
+    for name in ("sh_bwd_f32", "sh_bwd_f64"):
+        getattr(lib, name).argtypes = [i32] * 6 + [vp] * 8 + [i32]
+        getattr(lib, name).restype = None
+    for name in ("bin_count_f32", "bin_count_f64"):
+        getattr(lib, name).argtypes = [i64, vp, vp, i32, i32, i32, vp]
+        getattr(lib, name).restype = None
+    for name in ("bin_fill_f32", "bin_fill_f64"):
+        getattr(lib, name).argtypes = [i64, vp, vp, vp, vp, vp, i32, i32, i32, i32, vp, vp]
         getattr(lib, name).restype = None
     return lib
 
@@ -667,8 +1272,6 @@ def rasterization_cpu(
     covars: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor, Dict[str, Any]]:
     """``gsplat.rasterization`` for CPU tensors (pinhole cameras); same shapes and ``meta``."""
-    from gsplat.cuda._torch_impl import _spherical_harmonics
-
     assert render_mode in ("RGB", "D", "ED", "RGB+D", "RGB+ED"), render_mode
     assert rasterize_mode in ("classic", "antialiased"), rasterize_mode
     batch_dims = means.shape[:-2]
@@ -732,16 +1335,12 @@ def rasterization_cpu(
         K = colors.shape[-2]
         campos = torch.inverse(viewmats.reshape(B, C, 4, 4).to(dt))[..., :3, 3]  # (B,C,3)
         if colors.dim() == len(batch_dims) + 3:
-            shs = colors.reshape(B, 1, N, K, 3).expand(B, C, N, K, 3)
+            shs = colors.reshape(B, N, K, 3)
         else:
             shs = colors.reshape(B, C, N, K, 3)
+        cols = sh_colors(sh_degree, means.reshape(B, N, 3), campos, shs, radii)  # (B,C,N,3)
         if packed:
-            dirs = means.reshape(B, N, 3)[b_ids, g_ids] - campos[b_ids, c_ids]
-            cols = _spherical_harmonics(sh_degree, dirs, shs[b_ids, c_ids, g_ids])
-        else:
-            dirs = means.reshape(B, 1, N, 3) - campos[:, :, None, :]
-            cols = _spherical_harmonics(sh_degree, dirs, shs)
-        cols = torch.clamp_min(cols + 0.5, 0.0)
+            cols = cols[b_ids, c_ids, g_ids]
     if packed and sh_degree is None:
         cols = cols[b_ids, c_ids, g_ids]
     cols = cols.reshape(-1, cols.shape[-1])

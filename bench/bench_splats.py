@@ -1,0 +1,192 @@
+"""CPU splat compositor: forward + backward seconds per iteration, with ratios in one run.
+
+    python bench/bench_splats.py [--n 50000] [--size 256] [--reps 7] [--quick]
+
+Scene (`make_scene`): N Gaussians uniform in a 2 m cube seen whole by one 256² pinhole camera
+(50° fov, 3 m away), std devs log-normal around 1 % of the scene extent (2 cm), random
+rotations, opacities U(0.1, 0.9), SH degree 3 colours — the shape of a fitted scene.
+
+Measured, medians over repeats (the machine is shared, so single runs are noisy):
+- ours: `studio.renderers.splat_raster.rasterization` forward + backward of a weighted sum
+  of colours and alphas (all of projection, SH, binning, compositing and their gradients);
+  also the forward alone and our projection + binning alone;
+- gsplat's CPU-capable torch reference stages on the same scene: `_quat_scale_to_covar_preci`
+  + `_fully_fused_projection` + `_isect_tiles` (no image: its `_rasterize_to_pixels` needs CUDA);
+- the dense reference of tests/test_splat_raster.py (every Gaussian against every pixel) at a
+  smaller size (`--dense-n` Gaussians, `--dense-size`²), against ours at that size.
+
+Prints a table and one JSON line; `run() -> dict` returns the same figures for bench/run.py.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_scene(n: int = 50_000, size: int = 256, sh_degree: int = 3, seed: int = 0) -> Dict[str, Any]:
+    """Random fitted-looking scene (see module doc). float32 CPU tensors + width/height."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.rand(n, 3, generator=g) * 2 - 1
+    quats = torch.randn(n, 4, generator=g)
+    scales = 0.02 * torch.exp(0.4 * torch.randn(n, 3, generator=g))
+    opacities = torch.rand(n, generator=g) * 0.8 + 0.1
+    sh = torch.zeros(n, (sh_degree + 1) ** 2, 3)
+    sh[:, 0] = (torch.rand(n, 3, generator=g) - 0.5) / 0.28209479
+    sh[:, 1:] = 0.05 * torch.randn(n, (sh_degree + 1) ** 2 - 1, 3, generator=g)
+    eye = torch.tensor([0.0, 0.3, -3.0])
+    zax = torch.nn.functional.normalize(-eye, dim=0)
+    xax = torch.nn.functional.normalize(torch.linalg.cross(torch.tensor([0.0, -1.0, 0.0]), zax), dim=0)
+    yax = torch.linalg.cross(zax, xax)
+    R = torch.stack([xax, yax, zax])
+    V = torch.eye(4)
+    V[:3, :3] = R
+    V[:3, 3] = -R @ eye
+    f = size / (2 * math.tan(math.radians(25)))
+    K = torch.tensor([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])
+    return dict(means=means, quats=quats, scales=scales, opacities=opacities, colors=sh,
+                viewmats=V[None], Ks=K[None], width=size, height=size, sh_degree=sh_degree)
+
+
+def _median_time(fn: Callable[[], Any], reps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def _ours_fwd_bwd(s: Dict[str, Any], backward: bool = True) -> Callable[[], None]:
+    from studio.renderers.splat_raster import rasterization
+
+    names = ("means", "quats", "scales", "opacities", "colors")
+    params = {k: s[k].clone().requires_grad_(backward) for k in names}
+    w = torch.rand(1, s["height"], s["width"], 3, generator=torch.Generator().manual_seed(1))
+
+    def step() -> None:
+        for p in params.values():
+            p.grad = None
+        with torch.set_grad_enabled(backward):
+            c, a, _ = rasterization(params["means"], params["quats"], params["scales"], params["opacities"],
+                                    params["colors"], s["viewmats"], s["Ks"], s["width"], s["height"],
+                                    sh_degree=s["sh_degree"], packed=False)
+            if backward:
+                ((c * w).sum() + a.sum()).backward()
+    return step
+
+
+def _ours_project_bin(s: Dict[str, Any]) -> Callable[[], None]:
+    from studio.renderers import splat_cpu
+
+    def step() -> None:
+        with torch.no_grad():
+            r, m, d, _, _ = splat_cpu.fully_fused_projection(
+                s["means"][None], None, s["quats"][None], s["scales"][None], s["viewmats"][None], s["Ks"][None],
+                s["width"], s["height"], opacities=s["opacities"][None])
+            tw = math.ceil(s["width"] / 16)
+            th = math.ceil(s["height"] / 16)
+            splat_cpu.isect_tiles(m.reshape(-1, 2), r.reshape(-1, 2), d.reshape(-1),
+                                  torch.zeros(m.shape[2], dtype=torch.int64), 1, 16, tw, th)
+    return step
+
+
+def _gsplat_reference_stages(s: Dict[str, Any]) -> Callable[[], None]:
+    from gsplat.cuda._torch_impl import _fully_fused_projection, _isect_tiles, _quat_scale_to_covar_preci
+
+    def step() -> None:
+        with torch.no_grad():
+            covars, _ = _quat_scale_to_covar_preci(s["quats"], s["scales"], compute_preci=False)
+            r, m, d, _, _ = _fully_fused_projection(s["means"], covars, s["viewmats"], s["Ks"],
+                                                     s["width"], s["height"])
+            _isect_tiles(m, r, d, 16, math.ceil(s["width"] / 16), math.ceil(s["height"] / 16))
+    return step
+
+
+def _dense_reference(s: Dict[str, Any]) -> Callable[[], None]:
+    spec = importlib.util.spec_from_file_location("_splat_tests", REPO / "tests" / "test_splat_raster.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    names = ("means", "quats", "scales", "opacities", "colors")
+    params = {k: s[k].clone().requires_grad_(True) for k in names}
+    w = torch.rand(1, s["height"], s["width"], 3, generator=torch.Generator().manual_seed(1))
+
+    def step() -> None:
+        t = dict(s, **params)
+        c, a = mod.dense_render(t, sh_degree=s["sh_degree"])
+        ((c * w).sum() + a.sum()).backward()
+    return step
+
+
+def run(n: int = 50_000, size: int = 256, reps: int = 7, dense_n: int = 2_000, dense_size: int = 64,
+        gsplat_reps: int = 3) -> Dict[str, Any]:
+    """Measure and return the figures (seconds, ratios) as a flat dict."""
+    from studio.renderers import splat_cpu
+
+    s = make_scene(n, size)
+    out: Dict[str, Any] = {"n_gaussians": n, "size": size, "threads": torch.get_num_threads(),
+                           "backend": splat_cpu.backend()}
+    out["ours_fwd_bwd_s"] = _median_time(_ours_fwd_bwd(s), reps)
+    out["ours_fwd_s"] = _median_time(_ours_fwd_bwd(s, backward=False), reps)
+    out["ours_project_bin_s"] = _median_time(_ours_project_bin(s), reps)
+    out["gsplat_ref_project_isect_s"] = _median_time(_gsplat_reference_stages(s), gsplat_reps, warmup=0)
+    out["ratio_gsplat_ref_over_ours_fwd_bwd"] = out["gsplat_ref_project_isect_s"] / out["ours_fwd_bwd_s"]
+    out["ratio_gsplat_ref_over_ours_project_bin"] = out["gsplat_ref_project_isect_s"] / out["ours_project_bin_s"]
+    sd = make_scene(dense_n, dense_size)
+    out["dense_n"], out["dense_size"] = dense_n, dense_size
+    out["dense_ref_fwd_bwd_s"] = _median_time(_dense_reference(sd), 1, warmup=0)
+    out["ours_small_fwd_bwd_s"] = _median_time(_ours_fwd_bwd(sd), reps)
+    out["ratio_dense_over_ours_small"] = out["dense_ref_fwd_bwd_s"] / out["ours_small_fwd_bwd_s"]
+    out["goal_under_1s"] = out["ours_fwd_bwd_s"] < 1.0
+    out["goal_under_gsplat_ref"] = out["ours_fwd_bwd_s"] < out["gsplat_ref_project_isect_s"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=50_000)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--dense-n", type=int, default=2_000)
+    ap.add_argument("--dense-size", type=int, default=64)
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    a = ap.parse_args(argv)
+    if a.quick:
+        r = run(n=5_000, size=64, reps=2, dense_n=200, dense_size=32, gsplat_reps=1)
+    else:
+        r = run(a.n, a.size, a.reps, a.dense_n, a.dense_size)
+    print(f"CPU splat compositor ({r['backend']}, {r['threads']} threads), {r['n_gaussians']} Gaussians, "
+          f"{r['size']}², SH degree 3, medians:")
+    rows = [
+        ("ours forward + backward", r["ours_fwd_bwd_s"], ""),
+        ("ours forward", r["ours_fwd_s"], ""),
+        ("ours projection + binning", r["ours_project_bin_s"], ""),
+        ("gsplat CPU ref: projection + isect", r["gsplat_ref_project_isect_s"],
+         f"{r['ratio_gsplat_ref_over_ours_fwd_bwd']:.1f}x ours fwd+bwd, "
+         f"{r['ratio_gsplat_ref_over_ours_project_bin']:.0f}x ours proj+bin"),
+        (f"dense reference fwd+bwd ({r['dense_n']}, {r['dense_size']}²)", r["dense_ref_fwd_bwd_s"],
+         f"{r['ratio_dense_over_ours_small']:.0f}x ours"),
+        (f"ours fwd+bwd ({r['dense_n']}, {r['dense_size']}²)", r["ours_small_fwd_bwd_s"], ""),
+    ]
+    for name, sec, note in rows:
+        print(f"  {name:<44} {sec:9.4f} s  {note}")
+    print(f"  goal < 1 s: {'met' if r['goal_under_1s'] else 'MISSED'}; "
+          f"goal < gsplat ref stages: {'met' if r['goal_under_gsplat_ref'] else 'MISSED'}")
+    print(json.dumps(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
