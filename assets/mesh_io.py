@@ -278,6 +278,7 @@ def read_obj(path: str | Path) -> Asset:
             rgb = srgb_to_linear(np.clip(C[vi], 0, 1))
             colors = np.concatenate([rgb, np.ones((len(vi), 1))], axis=1).astype(np.float32)
         name = gkey[0] if not gkey[1] else (f"{gkey[0]}/{gkey[1]}" if gkey[0] else gkey[1])
+        name = name or (path.stem if len(order) == 1 else f"{path.stem}_{len(meshes)}")
         meshes.append(Mesh.from_arrays(P[vi], faces, material=mat, uvs=uvs, normals=normals, colors=colors, name=name))
     return Asset(meshes=meshes, metadata=AssetMetadata(name=path.stem), dropped=dropped)
 
