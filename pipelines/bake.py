@@ -299,25 +299,25 @@ def bake_base_color(
     centers = cameras.centers
     for k in range(n):
         _check_cancel(cancel, "base colour baking")
-        uv, z = cameras[k].project(surf.points)
+        view = centers[k] - surf.points
+        cos = np.einsum("ij,ij->i", surf.normals, view) / np.linalg.norm(view, axis=1)
+        front = np.nonzero(cos > params.min_cos)[0]  # back-facing texels are never projected
+        uv, z = cameras[k].project(surf.points[front])
         uv, z = uv[0], z[0]
-        view = _unit(centers[k] - surf.points)
-        cos = np.einsum("ij,ij->i", surf.normals, view)
-        ok = (z > 0) & (cos > params.min_cos) & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
-        idx = np.nonzero(ok)[0]
+        ok = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+        idx, uv, z, c = front[ok], uv[ok], z[ok], cos[front[ok]]
         if len(idx) == 0:
             continue
-        xs, ys, tw = _bilinear_taps(uv[idx], w, h)
+        xs, ys, tw = _bilinear_taps(uv, w, h)
         d = depths[k][ys, xs]  # (K,4)
         # tolerance grows with the pixel footprint on the surface (grazing views)
-        foot = z[idx] / cameras.K[k, 0, 0] / np.maximum(cos[idx], 0.2)
-        tol = tol0 + 2.0 * foot
-        tap_ok = (d > 0) & (np.abs(d - z[idx, None]) <= tol[:, None])
-        tw = tw * tap_ok
+        tol = tol0 + 2.0 * z / cameras.K[k, 0, 0] / np.maximum(c, 0.2)
+        tw = tw * ((d > 0) & (np.abs(d - z[:, None]) <= tol[:, None]))
         tws = tw.sum(1)
         good = tws > 1e-6
-        col = np.einsum("kt,ktc->kc", tw[good], images[k][ys[good], xs[good]]) / tws[good, None]
-        wt = cos[idx][good] ** params.angle_power
+        taps = images[k][ys[good], xs[good]]  # (K,4,3)
+        col = (taps * tw[good][:, :, None]).sum(1) / tws[good, None]
+        wt = c[good] ** params.angle_power
         acc[idx[good]] += col * wt[:, None]
         wsum[idx[good]] += wt
         _report(progress, 0.05 + 0.85 * (k + 1) / n, f"projected view {k + 1}/{n}")

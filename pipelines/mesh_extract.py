@@ -37,12 +37,16 @@ class TSDFParams:
     voxel_size: metres; None → diagonal of the fusion bounds / `voxels_per_diagonal`.
     sdf_trunc: truncation distance in metres; None → `trunc_voxels` voxels.
     depth_trunc: depths beyond this (metres) are ignored; None → 1.01 × the largest valid depth.
-    bounds: optional (2,3) world min/max corner; points outside are cropped away. None → the
-      bounding box of the back-projected depth points (used for the default voxel size only).
+    bounds: optional (2,3) world min/max corner; depth pixels outside it (+ sdf_trunc) are not
+      fused and the surface is cropped to it. None → the bounding box of the back-projected depth
+      points (used for the default voxel size only).
     min_component_fraction: connected components with fewer faces than this fraction of the
       total are floaters and dropped (the largest component is always kept).
     keep_largest_only: keep only the largest connected component.
     fill_holes: close boundary loops up to `max_hole_size` metres (open3d's VTK hole filler).
+    max_depth_jump: drop pixels whose depth differs from a valid 4-neighbour's by more than this
+      fraction of their depth (mixed foreground/background pixels at silhouettes, typical of
+      splat depth renders); None keeps every pixel.
     """
 
     voxel_size: float | None = None
@@ -55,6 +59,7 @@ class TSDFParams:
     keep_largest_only: bool = False
     fill_holes: bool = False
     max_hole_size: float | None = None  # metres; None → 10 voxels
+    max_depth_jump: float | None = None
 
 
 def _check_cancel(cancel: Cancel) -> None:
@@ -65,6 +70,38 @@ def _check_cancel(cancel: Cancel) -> None:
 def _report(progress: Progress, frac: float, msg: str) -> None:
     if progress is not None:
         progress(float(frac), msg)
+
+
+def drop_depth_edges(depths: np.ndarray, max_jump: float) -> np.ndarray:
+    """Zero the pixels of depths (N,H,W) that differ from a valid (> 0) 4-neighbour by more than
+    `max_jump` × their own depth. Returns a new float32 array."""
+    d = np.asarray(depths, dtype=np.float32)
+    bad = np.zeros(d.shape, bool)
+    for axis in (1, 2):
+        a = np.swapaxes(d, axis, -1)
+        jump = np.abs(np.diff(a, axis=-1))
+        both = (a[..., 1:] > 0) & (a[..., :-1] > 0)
+        b = np.zeros(a.shape, bool)
+        b[..., :-1] |= both & (jump > max_jump * a[..., :-1])
+        b[..., 1:] |= both & (jump > max_jump * a[..., 1:])
+        bad |= np.swapaxes(b, -1, axis)
+    return np.where(bad, 0.0, d).astype(np.float32)
+
+
+def _crop_depths(depths: np.ndarray, cameras: Cameras, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Zero the pixels whose back-projected point lies outside the box [lo, hi] (so backgrounds
+    far from the object cost no TSDF blocks)."""
+    n, h, w = depths.shape
+    jj, ii = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    pix = np.stack([jj.ravel(), ii.ravel(), np.ones(h * w)])
+    out = depths.copy()
+    for k in range(n):
+        d = depths[k].ravel().astype(np.float64)
+        pc = (np.linalg.inv(cameras.K[k]) @ pix) * d
+        pw = cameras.cam_to_world[k, :3, :3] @ pc + cameras.cam_to_world[k, :3, 3:4]
+        inside = np.all((pw.T >= lo) & (pw.T <= hi), axis=1)
+        out[k] = np.where(inside.reshape(h, w), depths[k], 0.0)
+    return out
 
 
 def backproject(depths: np.ndarray, cameras: Cameras, stride: int = 1) -> np.ndarray:
@@ -120,6 +157,8 @@ def tsdf_fuse(
         if colors.shape != (n, h, w, 3):
             raise ValueError(f"colors must be {(n, h, w, 3)}, got {colors.shape}")
     depths = np.where(np.isfinite(depths) & (depths > 0), depths, 0.0).astype(np.float32)
+    if params.max_depth_jump is not None:
+        depths = drop_depth_edges(depths, params.max_depth_jump)
     if not (depths > 0).any():
         raise EmptyResultError("TSDF fusion: every depth map is empty (no pixel hit the scene); check the cameras face the object")
 
@@ -141,6 +180,8 @@ def tsdf_fuse(
     depth_trunc = float(params.depth_trunc) if params.depth_trunc else float(depths.max()) * 1.01 + trunc
 
     color_type = o3d.pipelines.integration.TSDFVolumeColorType
+    if bounds is not None:
+        depths = _crop_depths(depths, cameras, bounds[0] - trunc, bounds[1] + trunc)
     vol = o3d.pipelines.integration.ScalableTSDFVolume(
         voxel_length=voxel,
         sdf_trunc=trunc,

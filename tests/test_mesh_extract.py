@@ -220,3 +220,33 @@ def test_fill_holes_closes_small_hole():
     closed = fill_holes(clean_mesh(holed), max_hole_size=0.2)
     assert closed.geometry.is_watertight
     assert len(closed.faces) >= len(holed.faces) + 3
+
+
+def test_depth_edge_filter_removes_mixed_silhouette_pixels():
+    """Splat-style depth: silhouette pixels blend the sphere with a far wall. Without the filter
+    they fuse into a skirt between the two; `max_depth_jump` drops them."""
+    from studio.pipelines.mesh_extract import drop_depth_edges
+
+    sph = trimesh.creation.icosphere(4, radius=0.3)
+    cams = ring_cameras(n=12, dist=1.2)
+    depth = raycast_views(as_mesh(sph), cams).depth
+    far = 2.0
+    wall = np.where(depth > 0, depth, far)  # an infinite backdrop at z = 2 m
+    hit = depth > 0
+    edge = hit & ~(np.roll(hit, 1, 1) & np.roll(hit, -1, 1) & np.roll(hit, 1, 2) & np.roll(hit, -1, 2))
+    mixed = wall.copy()
+    mixed[edge] = 0.7 * depth[edge] + 0.3 * far  # mostly sphere, partly wall
+    # the backdrop itself is not what we measure: keep only what lies near the sphere
+    bounds = np.array([[-0.45, -0.45, -0.45], [0.45, 0.45, 0.45]])  # the wall plane stays outside
+    skirt = lambda m: ((np.linalg.norm(m.vertices, axis=1) > 0.36)).sum()  # noqa: E731
+    raw = tsdf_fuse(mixed, cams, params=TSDFParams(voxel_size=0.01, bounds=bounds, min_component_fraction=0.0))
+    clean = tsdf_fuse(mixed, cams, params=TSDFParams(voxel_size=0.01, bounds=bounds, min_component_fraction=0.0, max_depth_jump=0.1))
+    assert skirt(raw) > 200
+    assert skirt(clean) == 0
+    assert chamfer(clean, sph, n=20_000).fscore >= 0.9
+    # the filter itself: only pixels next to a jump go, zeros (no hit) do not count as neighbours
+    d = np.zeros((1, 4, 6), np.float32)
+    d[0, :, :3] = 1.0
+    d[0, :, 3:5] = 2.0
+    out = drop_depth_edges(d, 0.1)
+    assert (out[0, :, [2, 3]] == 0).all() and (out[0, :, [0, 1, 4]] > 0).all() and (out[0, :, 5] == 0).all()
