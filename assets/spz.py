@@ -384,7 +384,10 @@ def unpack_blocks(info: SpzInfo, blocks: dict[str, bytes], path: Path | None = N
     sh = np.empty((n, k, 3), np.float32)
     sh[:, 0] = sh0
     if k > 1:
-        sh[:, 1:] = (np.frombuffer(blocks["sh"], np.uint8).reshape(n, k - 1, 3).astype(np.float32) - 128.0) / 128.0
+        rest = sh[:, 1:]
+        rest[...] = np.frombuffer(blocks["sh"], np.uint8).reshape(n, k - 1, 3)
+        rest -= np.float32(128.0)
+        rest *= np.float32(1.0 / 128.0)  # exact: a power of two, same as the reference's (q−128)/128
     s = GaussianSplats(
         means=means,
         quats=q_xyzw[:, [3, 0, 1, 2]],
