@@ -389,14 +389,13 @@ def _isect_tiles_cpp(means2d, radii, depths, image_ids, n_images, tile_size, til
     flat = torch.empty(n_isects, dtype=torch.int32)
     getattr(lib, "bin_fill_" + sfx)(M, _ptr(xy), _ptr(r), _ptr(d), _ptr(ims), _ptr(cum), tile_size,
                                     tile_width, tile_height, tile_n_bits, _ptr(ids), _ptr(flat))
-    ids, order = torch.sort(ids, stable=True)
-    flat = flat[order]
     n_tiles = tile_width * tile_height
-    hi = ids >> 32
-    slot = (hi >> tile_n_bits) * n_tiles + (hi & ((1 << tile_n_bits) - 1))
-    counts = torch.bincount(slot, minlength=n_images * n_tiles)
-    offsets = (torch.cumsum(counts, 0) - counts).to(torch.int32).reshape(n_images, tile_height, tile_width)
-    return tpg, ids, flat, offsets
+    ids_s = torch.empty_like(ids)
+    flat_s = torch.empty_like(flat)
+    offsets = torch.empty((n_images, tile_height, tile_width), dtype=torch.int32)
+    lib.bin_sort_c(n_isects, n_images * n_tiles, tile_n_bits, n_tiles, _ptr(ids), _ptr(flat),
+                   _ptr(ids_s), _ptr(flat_s), _ptr(offsets))
+    return tpg, ids_s, flat_s, offsets
 
 
 # ----------------------------------------------------------------------------------------
@@ -413,6 +412,7 @@ _CPP_SOURCE = r"""
 #include <omp.h>
 #endif
 
+constexpr int GS = 9;  // per-Gaussian record: x, y, conic(3), opacity, sigma bound, half extents(2)
 template <typename S> struct Consts;
 template <> struct Consts<float> {
   static constexpr float thr = 1.f / 255.f; static constexpr float amax = 0.999f;
@@ -425,16 +425,49 @@ template <> struct Consts<double> {
 template <typename S>
 static void gather(int64_t start, int64_t n, const int32_t* flat, const S* xy, const S* conic,
                    const S* opac, const S* col, int D, std::vector<S>& g, std::vector<S>& c) {
-  g.resize(n * 7); c.resize(n * D);
+  g.resize(n * GS); c.resize(n * D);
   for (int64_t k = 0; k < n; ++k) {
     int64_t id = flat[start + k];
-    S* p = &g[k * 7];
+    S* p = &g[k * GS];
     p[0] = xy[id * 2]; p[1] = xy[id * 2 + 1];
     p[2] = conic[id * 3]; p[3] = conic[id * 3 + 1]; p[4] = conic[id * 3 + 2];
     S o = opac[id]; p[5] = o;
     // sigma above this cannot give alpha >= 1/255 (small margin: exact test follows)
-    p[6] = o > 0 ? (S)(std::log((double)o / (double)Consts<S>::thr) + 1e-3) : (S)-1;
+    const double thr = o > 0 ? std::log((double)o / (double)Consts<S>::thr) + 1e-3 : -1.0;
+    p[6] = (S)thr;
+    // half extents of the ellipse sigma <= thr (bounding box), +margin; empty if thr < 0
+    const double a = p[2], b = p[3], cc = p[4], det = a * cc - b * b;
+    if (thr < 0) { p[7] = -1; p[8] = -1; }
+    else if (!(det > 0) || !(a > 0) || !(cc > 0)) { p[7] = (S)1e30; p[8] = (S)1e30; }
+    else {
+      p[7] = (S)(std::sqrt(2.0 * thr * cc / det) + 1e-2);
+      p[8] = (S)(std::sqrt(2.0 * thr * a / det) + 1e-2);
+    }
     for (int d = 0; d < D; ++d) c[k * D + d] = col[id * D + d];
+  }
+}
+
+// Per 4x4-pixel block of a tile: the (ascending) tile-list indices whose bounding box
+// reaches the block's pixel centres.
+constexpr int BS = 4;
+template <typename S>
+static void block_lists(const std::vector<S>& g, int64_t n, int x0, int y0, int x1, int y1,
+                        std::vector<std::vector<int32_t>>& lists, int& nbx) {
+  nbx = (x1 - x0 + BS - 1) / BS;
+  const int nby = (y1 - y0 + BS - 1) / BS;
+  lists.resize((size_t)nbx * nby);
+  for (auto& l : lists) l.clear();
+  for (int64_t k = 0; k < n; ++k) {
+    const S* p = &g[k * GS];
+    if (p[7] < 0) continue;
+    const double lx = p[0] - p[7], hx = p[0] + p[7], ly = p[1] - p[8], hy = p[1] + p[8];
+    // block bx covers pixel centres x0 + bx*BS + 0.5 .. min(x1, x0+(bx+1)*BS) - 0.5
+    int bx0 = (int)std::floor((lx - x0 - 0.5) / BS), bx1 = (int)std::floor((hx - x0 - 0.5) / BS);
+    int by0 = (int)std::floor((ly - y0 - 0.5) / BS), by1 = (int)std::floor((hy - y0 - 0.5) / BS);
+    bx0 = std::max(bx0, 0); by0 = std::max(by0, 0);
+    bx1 = std::min(bx1, nbx - 1); by1 = std::min(by1, nby - 1);
+    for (int by = by0; by <= by1; ++by)
+      for (int bx = bx0; bx <= bx1; ++bx) lists[(size_t)by * nbx + bx].push_back((int32_t)k);
   }
 }
 
@@ -447,6 +480,7 @@ static void fwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
   #pragma omp parallel num_threads(nthreads)
   {
     std::vector<S> g, c, acc(D);
+    std::vector<std::vector<int32_t>> lists;
     #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < ntiles; ++t) {
       const int img = (int)(t / ((int64_t)th * tw));
@@ -456,15 +490,20 @@ static void fwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
       const int64_t end = (t == ntiles - 1) ? n_isects : (int64_t)offsets[t + 1];
       const int64_t n = end - start;
       gather(start, n, flat, xy, conic, opac, col, D, g, c);
+      const int x0 = tx * ts, y0 = ty * ts, x1 = std::min(W, x0 + ts), y1 = std::min(H, y0 + ts);
+      int nbx;
+      block_lists(g, n, x0, y0, x1, y1, lists, nbx);
       const S* bgi = bg ? bg + (int64_t)img * D : nullptr;
-      for (int i = ty * ts; i < std::min(H, (ty + 1) * ts); ++i) {
-        for (int j = tx * ts; j < std::min(W, (tx + 1) * ts); ++j) {
+      for (int i = y0; i < y1; ++i) {
+        for (int j = x0; j < x1; ++j) {
+          const std::vector<int32_t>& lst = lists[(size_t)((i - y0) / BS) * nbx + (j - x0) / BS];
           const S px = (S)j + (S)0.5, py = (S)i + (S)0.5;
           std::fill(acc.begin(), acc.end(), (S)0);
           S T = 1;
           int32_t last = 0;
-          for (int64_t k = 0; k < n; ++k) {
-            const S* p = &g[k * 7];
+          for (size_t li = 0; li < lst.size(); ++li) {
+            const int64_t k = lst[li];
+            const S* p = &g[k * GS];
             const S dx = p[0] - px, dy = p[1] - py;
             const S sigma = (S)0.5 * (p[2] * dx * dx + p[4] * dy * dy) + p[3] * dx * dy;
             if (sigma < 0 || sigma > p[6]) continue;
@@ -501,6 +540,7 @@ static void bwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
   #pragma omp parallel num_threads(nthreads)
   {
     std::vector<S> g, c, buf(D);
+    std::vector<std::vector<int32_t>> lists;
     #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < ntiles; ++t) {
       const int img = (int)(t / ((int64_t)th * tw));
@@ -509,11 +549,22 @@ static void bwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
       const int64_t start = offsets[t];
       const int64_t end = (t == ntiles - 1) ? n_isects : (int64_t)offsets[t + 1];
       const int64_t n = end - start;
+      for (int64_t e = start; e < end; ++e) {
+        g_xy[e * 2] = g_xy[e * 2 + 1] = 0;
+        g_conic[e * 3] = g_conic[e * 3 + 1] = g_conic[e * 3 + 2] = 0;
+        g_opac[e] = 0;
+        for (int d = 0; d < D; ++d) g_col[e * D + d] = 0;
+        if (g_abs) g_abs[e * 2] = g_abs[e * 2 + 1] = 0;
+      }
       if (n == 0) continue;
       gather(start, n, flat, xy, conic, opac, col, D, g, c);
+      const int x0 = tx * ts, y0 = ty * ts, x1 = std::min(W, x0 + ts), y1 = std::min(H, y0 + ts);
+      int nbx;
+      block_lists(g, n, x0, y0, x1, y1, lists, nbx);
       const S* bgi = bg ? bg + (int64_t)img * D : nullptr;
-      for (int i = ty * ts; i < std::min(H, (ty + 1) * ts); ++i) {
-        for (int j = tx * ts; j < std::min(W, (tx + 1) * ts); ++j) {
+      for (int i = y0; i < y1; ++i) {
+        for (int j = x0; j < x1; ++j) {
+          const std::vector<int32_t>& lst = lists[(size_t)((i - y0) / BS) * nbx + (j - x0) / BS];
           const int64_t pix = ((int64_t)img * H + i) * W + j;
           const S px = (S)j + (S)0.5, py = (S)i + (S)0.5;
           const S T_final = out_T[pix];
@@ -523,8 +574,11 @@ static void bwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
           S bgdot = 0;
           if (bgi) for (int d = 0; d < D; ++d) bgdot += bgi[d] * vc[d];
           std::fill(buf.begin(), buf.end(), (S)0);
-          for (int64_t k = (int64_t)out_last[pix] - 1; k >= 0; --k) {
-            const S* p = &g[k * 7];
+          // entries of this block's list before the pixel's last contributor, back to front
+          int64_t li = std::lower_bound(lst.begin(), lst.end(), out_last[pix]) - lst.begin();
+          while (--li >= 0) {
+            const int64_t k = lst[li];
+            const S* p = &g[k * GS];
             const S dx = p[0] - px, dy = p[1] - py;
             const S sigma = (S)0.5 * (p[2] * dx * dx + p[4] * dy * dy) + p[3] * dx * dy;
             if (sigma < 0 || sigma > p[6]) continue;
@@ -943,6 +997,46 @@ static void bin_fill(int64_t M, const S* xy, const int32_t* radii, const S* dept
   }
 }
 
+
+// Counting sort of intersections by (image, tile) slot, then by (float depth bits, index) within
+// a slot: the order of gsplat's stable radix sort on its 64-bit keys, without a global sort.
+static void bin_sort(int64_t n, int64_t n_slots, int tile_bits, int n_tiles,
+                     const int64_t* ids_in, const int32_t* flat_in,
+                     int64_t* ids_out, int32_t* flat_out, int32_t* offsets) {
+  std::vector<int64_t> cnt(n_slots + 1, 0);
+  auto slot_of = [&](int64_t key) {
+    const int64_t hi = key >> 32;
+    return (hi >> tile_bits) * n_tiles + (hi & ((1LL << tile_bits) - 1));
+  };
+  for (int64_t e = 0; e < n; ++e) ++cnt[slot_of(ids_in[e]) + 1];
+  for (int64_t t = 0; t < n_slots; ++t) cnt[t + 1] += cnt[t];
+  for (int64_t t = 0; t < n_slots; ++t) offsets[t] = (int32_t)cnt[t];
+  std::vector<int64_t> pos(cnt.begin(), cnt.end() - 1);
+  for (int64_t e = 0; e < n; ++e) {
+    const int64_t p = pos[slot_of(ids_in[e])]++;
+    ids_out[p] = ids_in[e]; flat_out[p] = flat_in[e];
+  }
+  std::vector<std::pair<int64_t, int32_t>> tmp;
+  for (int64_t t = 0; t < n_slots; ++t) {
+    const int64_t a = cnt[t], b = cnt[t + 1];
+    if (b - a < 2) continue;
+    tmp.resize(b - a);
+    for (int64_t e = a; e < b; ++e) tmp[e - a] = {ids_out[e], flat_out[e]};
+    std::sort(tmp.begin(), tmp.end());  // key (slot | depth bits), then index: stable order
+    for (int64_t e = a; e < b; ++e) { ids_out[e] = tmp[e - a].first; flat_out[e] = tmp[e - a].second; }
+  }
+}
+
+// v_out[flat[e]] += g[e] for rows of width w (the per-intersection gradients → per Gaussian)
+template <typename S>
+static void scatter_rows(int64_t n, int w, const int32_t* flat, const S* g, S* out) {
+  for (int64_t e = 0; e < n; ++e) {
+    S* o = out + (int64_t)flat[e] * w;
+    const S* ge = g + e * w;
+    for (int k = 0; k < w; ++k) o[k] += ge[k];
+  }
+}
+
 extern "C" {
 #define FWD_ARGS(S) int I, int H, int W, int ts, int tw, int th, int D, int64_t n, \
   const S* xy, const S* conic, const S* opac, const S* col, const S* bg, \
@@ -990,6 +1084,9 @@ void sh_bwd_f64(SB_ARGS(double)) { sh_bwd<double>(SB_CALL); }
 void bin_count_f32(int64_t M, const float* xy, const int32_t* r, int ts, int tw, int th, int32_t* t) { bin_count<float>(M, xy, r, ts, tw, th, t); }
 void bin_count_f64(int64_t M, const double* xy, const int32_t* r, int ts, int tw, int th, int32_t* t) { bin_count<double>(M, xy, r, ts, tw, th, t); }
 void bin_fill_f32(int64_t M, const float* xy, const int32_t* r, const float* d, const int64_t* im, const int64_t* cum, int ts, int tw, int th, int tb, int64_t* ids, int32_t* flat) { bin_fill<float>(M, xy, r, d, im, cum, ts, tw, th, tb, ids, flat); }
+void bin_sort_c(int64_t n, int64_t n_slots, int tile_bits, int n_tiles, const int64_t* ids_in, const int32_t* flat_in, int64_t* ids_out, int32_t* flat_out, int32_t* offsets) { bin_sort(n, n_slots, tile_bits, n_tiles, ids_in, flat_in, ids_out, flat_out, offsets); }
+void scatter_rows_f32(int64_t n, int w, const int32_t* flat, const float* g, float* out) { scatter_rows<float>(n, w, flat, g, out); }
+void scatter_rows_f64(int64_t n, int w, const int32_t* flat, const double* g, double* out) { scatter_rows<double>(n, w, flat, g, out); }
 void bin_fill_f64(int64_t M, const double* xy, const int32_t* r, const double* d, const int64_t* im, const int64_t* cum, int ts, int tw, int th, int tb, int64_t* ids, int32_t* flat) { bin_fill<double>(M, xy, r, d, im, cum, ts, tw, th, tb, ids, flat); }
 }
 """
@@ -1053,6 +1150,11 @@ def _build_library() -> ctypes.CDLL:
         getattr(lib, name).restype = None
     for name in ("bin_fill_f32", "bin_fill_f64"):
         getattr(lib, name).argtypes = [i64, vp, vp, vp, vp, vp, i32, i32, i32, i32, vp, vp]
+        getattr(lib, name).restype = None
+    lib.bin_sort_c.argtypes = [i64, i64, i32, i32] + [vp] * 5
+    lib.bin_sort_c.restype = None
+    for name in ("scatter_rows_f32", "scatter_rows_f64"):
+        getattr(lib, name).argtypes = [i64, i32, vp, vp, vp]
         getattr(lib, name).restype = None
     return lib
 
@@ -1129,26 +1231,29 @@ class _CompositeCpp(torch.autograd.Function):
         n = len(flat)
         v_col = v_col.to(dt).contiguous()
         v_alpha = v_alpha[..., 0].to(dt).contiguous()
-        g_xy = torch.zeros((n, 2), dtype=dt)
-        g_cn = torch.zeros((n, 3), dtype=dt)
-        g_op = torch.zeros((n,), dtype=dt)
-        g_col = torch.zeros((n, D), dtype=dt)
-        g_abs = torch.zeros((n, 2), dtype=dt) if absgrad else None
+        g_xy = torch.empty((n, 2), dtype=dt)  # zeroed per tile by the kernel
+        g_cn = torch.empty((n, 3), dtype=dt)
+        g_op = torch.empty((n,), dtype=dt)
+        g_col = torch.empty((n, D), dtype=dt)
+        g_abs = torch.empty((n, 2), dtype=dt) if absgrad else None
         lib = kernel_library()
         fn = lib.splat_bwd_f64 if dt == torch.float64 else lib.splat_bwd_f32
         fn(I, height, width, tile_size, tw, th, D, n, _ptr(xy), _ptr(cn), _ptr(op), _ptr(col),
            _ptr(bg), _ptr(offs), _ptr(flat), _ptr(out_T), _ptr(out_last), _ptr(v_col),
            _ptr(v_alpha), _ptr(g_xy), _ptr(g_cn), _ptr(g_op), _ptr(g_col), _ptr(g_abs),
            _n_threads(n, tile_size))
-        idx = flat.long()
         M = xy.shape[0]
-        v_xy = torch.zeros((M, 2), dtype=dt).index_add_(0, idx, g_xy)
-        v_cn = torch.zeros((M, 3), dtype=dt).index_add_(0, idx, g_cn)
-        v_op = torch.zeros((M,), dtype=dt).index_add_(0, idx, g_op)
-        v_cl = torch.zeros((M, D), dtype=dt).index_add_(0, idx, g_col)
+        scatter = lib.scatter_rows_f64 if dt == torch.float64 else lib.scatter_rows_f32
+
+        def gather_rows(g: Tensor, w: int) -> Tensor:
+            out = torch.zeros((M, w), dtype=dt)
+            scatter(n, w, _ptr(flat), _ptr(g), _ptr(out))
+            return out
+
+        v_xy, v_cn = gather_rows(g_xy, 2), gather_rows(g_cn, 3)
+        v_op, v_cl = gather_rows(g_op, 1)[:, 0], gather_rows(g_col, D)
         if absgrad:
-            ab = torch.zeros((M, 2), dtype=dt).index_add_(0, idx, g_abs)
-            ctx.means2d_ref.absgrad = ab.reshape(ctx.shapes[0])
+            ctx.means2d_ref.absgrad = gather_rows(g_abs, 2).reshape(ctx.shapes[0])
         v_bg = None
         if has_bg and ctx.needs_input_grad[4]:
             v_bg = (v_col * out_T[..., None]).sum(dim=(1, 2))
