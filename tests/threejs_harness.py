@@ -17,6 +17,7 @@ Used by tests/test_render_vs_threejs.py and bench/bench_threejs_fps.py (which lo
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.server
 import itertools
 import json
@@ -106,6 +107,11 @@ class ThreeJSRender:
         with np.errstate(divide="ignore", invalid="ignore"):
             c = np.where(a > 0, self.rgb * 255.0 / np.maximum(a, 1), 0.0)
         return np.clip(np.round(c), 0, 255).astype(np.uint8)
+
+
+def _file_digest(path: str | Path) -> str:
+    """sha1 of a file's bytes: the page's PMREM cache key, so a rewritten .hdr is filtered again."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
 class _Mounts:
@@ -259,6 +265,7 @@ class ThreeJSHarness:
         return {
             "model": self._url(model),
             "environment": None if environment is None else self._url(environment),
+            "environmentKey": None if environment is None else _file_digest(environment),
             "mode": mode,
             "toneMappings": list(tone_mappings),
             "exposure": float(exposure),

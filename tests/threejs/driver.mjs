@@ -5,7 +5,8 @@
 //   request  {"id": n, "fn": "studioRender" | "studioBench", "spec": {...}}
 //   reply    {"id": n, "ok": true, "result": {...}} | {"id": n, "ok": false, "error": "..."}
 // The first line written is {"ready": true, "browser": version, "revision": three revision}.
-// Every request reloads the page, so no GL state leaks from one model into the next.
+// The page (and its WebGLRenderer, compiled programs and PMREM cache) is kept across requests;
+// it is reloaded after a request fails, so a broken state does not leak into the next one.
 // Page console errors and page errors go to stderr.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -58,6 +59,7 @@ await loadPage();
 send({ ready: true, browser: context.browser()?.version() ?? null,
        revision: await page.evaluate(() => window.studioThreeRevision) });
 
+let needReload = false;
 const rl = readline.createInterface({ input: process.stdin });
 for await (const line of rl) {
   if (!line.trim()) continue;
@@ -65,10 +67,12 @@ for await (const line of rl) {
   try { req = JSON.parse(line); } catch (e) { send({ id: null, ok: false, error: `bad request: ${e.message}` }); continue; }
   if (req.fn === 'quit') break;
   try {
-    await loadPage();
+    if (needReload) await loadPage();
+    needReload = false;
     const result = await page.evaluate(([fn, spec]) => window[fn](spec), [req.fn, req.spec]);
     send({ id: req.id, ok: true, result });
   } catch (e) {
+    needReload = true;
     send({ id: req.id, ok: false, error: String(e && e.message || e) });
   }
 }

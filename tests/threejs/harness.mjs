@@ -110,30 +110,58 @@ function materialSummary(root) {
   return out;
 }
 
-async function loadScene(spec, renderer) {
+// One WebGLRenderer (and canvas) per size, kept across requests so that compiled programs and
+// PMREM-filtered environments are reused; environments are cached by the content key the driver
+// sends (a hash of the .hdr bytes), so a rewritten file is filtered again.
+let current = null; // {key, renderer, environments: Map(key -> WebGLRenderTarget)}
+
+function rendererFor(width, height, antialias) {
+  const key = `${width}x${height}:${antialias}`;
+  if (current && current.key === key) return current;
+  releaseRenderer();
+  current = { key, renderer: makeRenderer(width, height, antialias), environments: new Map() };
+  return current;
+}
+
+export function releaseRenderer() {
+  if (!current) return;
+  for (const target of current.environments.values()) target.dispose();
+  current.renderer.dispose();
+  current.renderer.forceContextLoss();
+  current.renderer.domElement.remove();
+  current = null;
+}
+
+async function environmentFor(state, url, key) {
+  const cacheKey = key ?? url;
+  if (!state.environments.has(cacheKey)) {
+    const hdr = await new HDRLoader().loadAsync(url);
+    hdr.mapping = THREE.EquirectangularReflectionMapping;
+    const pmrem = new THREE.PMREMGenerator(state.renderer);
+    state.environments.set(cacheKey, pmrem.fromEquirectangular(hdr));
+    pmrem.dispose();
+    hdr.dispose();
+  }
+  return state.environments.get(cacheKey).texture;
+}
+
+async function loadScene(spec, state) {
   const gltf = await new GLTFLoader().loadAsync(spec.model);
   const scene = new THREE.Scene();
   scene.background = null;
   scene.add(gltf.scene);
-  let envTarget = null;
   if (spec.mode === 'unlit') {
     applyUnlit(gltf.scene);
   } else if (spec.mode === 'lit') {
     if (spec.environment) {
-      const hdr = await new HDRLoader().loadAsync(spec.environment);
-      hdr.mapping = THREE.EquirectangularReflectionMapping;
-      const pmrem = new THREE.PMREMGenerator(renderer);
-      envTarget = pmrem.fromEquirectangular(hdr);
-      pmrem.dispose();
-      hdr.dispose();
-      scene.environment = envTarget.texture;
+      scene.environment = await environmentFor(state, spec.environment, spec.environmentKey);
       scene.environmentIntensity = spec.environmentIntensity ?? 1.0;
     }
   } else {
     throw new Error(`unknown mode ${spec.mode}; expected 'unlit' or 'lit'`);
   }
   scene.updateMatrixWorld(true);
-  return { scene, gltf, envTarget };
+  return { scene, gltf };
 }
 
 function readPixels(renderer, width, height) {
@@ -155,32 +183,33 @@ function toBase64(bytes) {
   return btoa(s);
 }
 
-function disposeAll(renderer, loaded) {
+function disposeScene(loaded) {
+  const keep = loaded.scene.environment;
   loaded.scene.traverse((obj) => {
     if (obj.geometry) obj.geometry.dispose();
     if (obj.material) for (const m of [].concat(obj.material)) {
-      for (const v of Object.values(m)) if (v && v.isTexture) v.dispose();
+      for (const v of Object.values(m)) if (v && v.isTexture && v !== keep) v.dispose();
       m.dispose();
     }
   });
-  if (loaded.envTarget) loaded.envTarget.dispose();
-  renderer.dispose();
-  renderer.domElement.remove();
 }
 
 /**
  * spec: {model: url, environment: url|null, mode: 'unlit'|'lit', toneMappings: ['none'|'aces'|'neutral', ...],
  *        exposure: number, width, height, antialias: bool, views: [{projection, matrixWorld}]}
- * One load (and one PMREM) serves every tone mapping and view.
+ * One load serves every tone mapping and view; the PMREM of an environment is made once per session.
  * returns {revision, width, height, materials, pixels: {toneMapping: [base64 RGBA per view]}}
  */
 export async function render(spec) {
   const { width, height } = spec;
   const toneMappings = spec.toneMappings ?? ['none'];
   for (const t of toneMappings) if (TONE_MAPPING[t] === undefined) throw new Error(`unknown toneMapping ${t}`);
-  const renderer = makeRenderer(width, height, spec.antialias ?? true);
+  const t0 = performance.now();
+  const state = rendererFor(width, height, spec.antialias ?? true);
+  const renderer = state.renderer;
   renderer.toneMappingExposure = spec.exposure ?? 1.0;
-  const loaded = await loadScene(spec, renderer);
+  const loaded = await loadScene(spec, state);
+  const t1 = performance.now();
   const camera = new THREE.PerspectiveCamera();
   const pixels = {};
   try {
@@ -194,9 +223,10 @@ export async function render(spec) {
         pixels[t].push(toBase64(readPixels(renderer, width, height)));
       }
     }
-    return { revision: THREE.REVISION, width, height, materials: materialSummary(loaded.scene), pixels };
+    const seconds = { load: (t1 - t0) / 1000, render: (performance.now() - t1) / 1000 };
+    return { revision: THREE.REVISION, width, height, materials: materialSummary(loaded.scene), pixels, seconds };
   } finally {
-    disposeAll(renderer, loaded);
+    disposeScene(loaded);
   }
 }
 
@@ -212,9 +242,11 @@ function unmaskedRenderer(gl) {
  */
 export async function bench(spec) {
   const { width, height } = spec;
-  const renderer = makeRenderer(width, height, spec.antialias ?? true);
+  const state = rendererFor(width, height, spec.antialias ?? true);
+  const renderer = state.renderer;
   renderer.toneMapping = TONE_MAPPING[(spec.toneMappings ?? ['none'])[0]];
-  const loaded = await loadScene(spec, renderer);
+  renderer.toneMappingExposure = spec.exposure ?? 1.0;
+  const loaded = await loadScene(spec, state);
   const camera = new THREE.PerspectiveCamera();
   const gl = renderer.getContext();
   const px = new Uint8Array(4);
@@ -232,6 +264,6 @@ export async function bench(spec) {
     return { fps: spec.frames / seconds, frames: spec.frames, seconds, triangles: renderer.info.render.triangles,
              revision: THREE.REVISION, renderer: unmaskedRenderer(gl) };
   } finally {
-    disposeAll(renderer, loaded);
+    disposeScene(loaded);
   }
 }
