@@ -62,9 +62,10 @@ def unwrap(
 
     Returns (new Mesh with seams split: vertices (V',3), faces (F,3) in the input's face order,
     uvs[0] (V',2) float32 in [0,1] glTF v-down, normals/colours carried through xatlas's vmapping,
-    tangents dropped; stats). Extra vertex attribute `mesh.geometry.metadata["uv_vmapping"]`
-    holds vmapping (V',) int64: each new vertex's index in the input mesh, and
-    `["uv_chart_ids"]` the chart id (F,) int64 of every face."""
+    tangents dropped; stats). The new mesh's `geometry.metadata["uv_vmapping"]` holds vmapping
+    (V',) int64, each new vertex's index in the input mesh, and `["uv_chart_ids"]` the chart id
+    (F,) int64 of every face. Raises EmptyResultError for a mesh without faces or charts that do
+    not fit one atlas, CancelledError when `cancel()` is true before or after xatlas runs."""
     import xatlas
 
     if len(mesh.faces) == 0:
@@ -105,10 +106,9 @@ def unwrap(
     chart_ids = np.full(len(indices), -1, dtype=np.int64)
     for c in range(atlas.get_mesh_chart_count(0)):
         chart_ids[np.asarray(atlas.get_mesh_chart(0, c).faces, dtype=np.int64)] = c
-    # xatlas normalises by the atlas's own width/height, which can be below `resolution`; put the
-    # charts in the requested square so texel sizes match the padding the packer used.
+    # xatlas normalises uvs by its atlas's own width/height, which can differ from `resolution`;
+    # place the charts in the requested square at the texel size the packer used.
     w, h = int(atlas.width), int(atlas.height)
-    # uvs are normalised by the atlas's own size; place them in the requested square.
     scale = res / max(w, h) if max(w, h) > res else 1.0
     uv = np.asarray(uvs, dtype=np.float64) * np.array([w, h]) * (scale / res)
     pick = lambda a: None if a is None else a[vmapping]  # noqa: E731
