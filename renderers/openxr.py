@@ -1,0 +1,601 @@
+"""Native OpenXR viewer (`studio xr openxr FILE`): shows an asset, or the studio's live scene
+stream, in any OpenXR runtime that offers an EGL/OpenGL binding (Monado; see openxr_session).
+
+Each eye is drawn by the studio's raster `Renderer` (the same PBR shading as `studio view`) from
+the runtime's per-eye pose and asymmetric FOV, into that eye's swapchain image. The asset keeps its
+real size (metres, +Y up): on the first frame it is placed in front of the viewer's head, its
+bounding-box centre at eye height and at a distance where it fits the field of view, its +Z (glTF
+front) turned towards the viewer; after that it stays put in the reference space (world-locked).
+
+The session state machine is handled in full (READY → begin, STOPPING → end, EXITING / LOSS_PENDING
+→ leave); the viewer ends with `xrRequestExitSession` after `frames` frames, when `on_frame`
+returns False, on Ctrl-C, or when the runtime ends the session — never by breaking out of a frame.
+
+Scene stream (`stream_url`, the studio's `/v1/scene/ws`): see `SceneState.apply` for the messages
+understood (snapshot, then deltas with sequence numbers). TODO(scene-stream): the server side is
+being written in parallel; the message shapes here follow issue #9 and must be checked against it
+(`SceneState.apply` is the only place to adapt).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import queue
+import signal
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from studio.assets.asset import Asset
+from studio.assets.cameras import Cameras
+from studio.errors import InvalidAssetError, StudioError
+
+from .openxr_session import EyeTarget, LocatedView, XRSession, pose_matrix, view_camera
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKGROUND = "environment"
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FrameInfo:
+    """What `on_frame` sees after each frame with pixels.
+
+    index: rendered-frame counter from 0. cameras: per eye, OpenCV `Cameras` (one view) in the frame
+    of `scene` (the asset drawn), so `Renderer.render(scene, cameras[i])` reproduces eye i.
+    images: per eye (H,W,4) uint8 RGBA read back from the swapchain image just rendered (row 0 at
+    the top, sRGB bytes as stored), only when the viewer runs with capture=True, else None.
+    stream_seq: last scene-stream sequence number applied (-1 without a stream).
+    """
+
+    index: int
+    state: str
+    cameras: list[Cameras]
+    scene: Asset | None
+    images: list[np.ndarray] | None
+    stream_seq: int
+
+
+@dataclass
+class ViewerStats:
+    """Summary of one viewer run. fps = frames_submitted / wall time between the first begin_frame
+    and the last end_frame. eye_images / eye_cameras: the last captured frame (capture=True)."""
+
+    runtime: str = ""
+    reference_space: str = ""
+    swapchain_size: tuple[int, int] = (0, 0)
+    swapchain_format: int = 0
+    frames_submitted: int = 0
+    frames_rendered: int = 0
+    states: list[str] = field(default_factory=list)
+    fps: float = 0.0
+    wall_s: float = 0.0
+    exit_reason: str = ""
+    placement: np.ndarray | None = None
+    eye_images: list[np.ndarray] | None = None
+    eye_cameras: list[Cameras] | None = None
+    stream_seq: int = -1
+    stream_updates: int = 0
+
+    @property
+    def reached_focused(self) -> bool:
+        return "FOCUSED" in self.states
+
+    def summary(self) -> str:
+        return (
+            f"{self.runtime}: {self.frames_rendered} frames rendered ({self.frames_submitted} submitted) "
+            f"at {self.fps:.1f} fps, {self.swapchain_size[0]}x{self.swapchain_size[1]} per eye, "
+            f"{self.reference_space} space; states {' -> '.join(self.states)}; exit: {self.exit_reason}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# scene (what is drawn) and its stream
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SceneItem:
+    asset: Asset
+    transform: np.ndarray = field(default_factory=lambda: np.eye(4))  # scene-from-asset, metres
+    visible: bool = True
+    url: str = ""
+
+
+def _matrix(value: Any) -> np.ndarray:
+    """(4,4) float64 from 16 numbers (column-major, as glTF / three.js Matrix4.elements) or a
+    nested 4×4 list (row-major). Raises ValueError otherwise."""
+    a = np.asarray(value, np.float64)
+    if a.shape == (16,):
+        a = a.reshape(4, 4).T
+    if a.shape != (4, 4) or not np.isfinite(a).all():
+        raise ValueError(f"transform must be 16 numbers or 4x4, got shape {a.shape}")
+    return a
+
+
+class SceneState:
+    """The scene the viewer draws: items by id, the environment, and the stream's sequence number.
+
+    `apply(msg)` takes one decoded stream message (dict) whose assets were already resolved by
+    `SceneStreamClient` ("asset" key holding an Asset):
+      {"type": "snapshot", "seq": n, "assets": [{"id", "url", "transform"?, "visible"?}], "environment"?}
+      {"type": "asset_added" | "asset_replaced", "seq", "id", "url", "transform"?}
+      {"type": "asset_removed", "seq", "id"}
+      {"type": "transform", "seq", "id", "transform"}
+      {"type": "visibility", "seq", "id", "visible"}
+      {"type": "material", "seq", "id", "material": name or index, "params": {glTF factor names}}
+      {"type": "environment", "seq", "name"?, "intensity"?, "rotation"?}
+    A delta whose seq is not last_seq + 1 is refused (`apply` returns False) so the client
+    resubscribes for a fresh snapshot. `version` increases on every change; `layout_version` only
+    when items are added/replaced/removed (the viewer re-places the scene then).
+    """
+
+    MATERIAL_PARAMS = ("base_color_factor", "metallic_factor", "roughness_factor", "emissive_factor", "emissive_strength", "alpha_cutoff")
+
+    def __init__(self) -> None:
+        self.items: dict[str, SceneItem] = {}
+        self.seq = -1
+        self.version = 0
+        self.layout_version = 0
+        self.environment: dict[str, Any] = {}
+        self._combined: tuple[int, Asset | None] = (-1, None)
+
+    def set_single(self, asset: Asset) -> None:
+        self.items = {"asset": SceneItem(asset)}
+        self.version += 1
+        self.layout_version += 1
+
+    def apply(self, msg: dict[str, Any]) -> bool:
+        kind = msg.get("type")
+        seq = msg.get("seq")
+        if kind == "snapshot":
+            items = {}
+            for a in msg.get("assets", []):
+                items[str(a["id"])] = SceneItem(
+                    a["asset"], _matrix(a.get("transform", np.eye(4))), bool(a.get("visible", True)), str(a.get("url", ""))
+                )
+            self.items = items
+            self.environment = dict(msg.get("environment") or {})
+            self.seq = int(seq) if seq is not None else self.seq
+            self.version += 1
+            self.layout_version += 1
+            return True
+        if seq is not None and self.seq >= 0 and int(seq) != self.seq + 1:
+            if int(seq) <= self.seq:
+                return True  # duplicate / already applied: ignore
+            return False  # gap: need a fresh snapshot
+        iid = str(msg.get("id", ""))
+        if kind in ("asset_added", "asset_replaced"):
+            old = self.items.get(iid)
+            tr = _matrix(msg["transform"]) if "transform" in msg else (old.transform if old else np.eye(4))
+            self.items[iid] = SceneItem(msg["asset"], tr, bool(msg.get("visible", True)), str(msg.get("url", "")))
+            self.layout_version += 1
+        elif kind == "asset_removed":
+            self.items.pop(iid, None)
+            self.layout_version += 1
+        elif kind == "transform":
+            if iid in self.items:
+                self.items[iid].transform = _matrix(msg["transform"])
+        elif kind == "visibility":
+            if iid in self.items:
+                self.items[iid].visible = bool(msg["visible"])
+        elif kind == "material":
+            item = self.items.get(iid)
+            if item is not None:
+                sel = msg.get("material", 0)
+                uniq: list = []
+                for mesh in item.asset.meshes:
+                    if not any(mesh.material is u for u in uniq):
+                        uniq.append(mesh.material)
+                if isinstance(sel, int):
+                    targets = [uniq[sel]] if 0 <= sel < len(uniq) else []
+                else:
+                    targets = [u for u in uniq if u.name == sel]
+                for mat in targets:
+                    for k, v in (msg.get("params") or {}).items():
+                        if k in self.MATERIAL_PARAMS:
+                            setattr(mat, k, tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else float(v))
+        elif kind == "environment":
+            self.environment.update({k: msg[k] for k in ("name", "intensity", "rotation") if k in msg})
+        else:
+            log.warning("scene stream: ignoring message type %r", kind)
+        if seq is not None:
+            self.seq = int(seq)
+        self.version += 1
+        return True
+
+    def combined(self) -> Asset | None:
+        """One Asset holding every visible item with its transform applied (the item's own Asset
+        when there is just one, untransformed, so the renderer's upload cache keeps hitting)."""
+        if self._combined[0] == self.version:
+            return self._combined[1]
+        vis = [it for it in self.items.values() if it.visible]
+        if not vis:
+            out = None
+        elif len(vis) == 1 and np.allclose(vis[0].transform, np.eye(4)):
+            out = vis[0].asset
+        else:
+            meshes, splats = [], []
+            for it in vis:
+                meshes += [dataclasses.replace(m, transform=it.transform @ m.transform) for m in it.asset.meshes]
+                if it.asset.splats is not None and len(it.asset.splats):
+                    splats.append(it.asset.splats.transformed(it.transform))
+            out = Asset(meshes=meshes, splats=_concat_splats(splats))
+        self._combined = (self.version, out)
+        return out
+
+
+def _concat_splats(parts: list) -> Any:
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    from studio.assets.splats import GaussianSplats
+
+    k = min(p.sh.shape[1] for p in parts)
+    return GaussianSplats(
+        np.concatenate([p.means for p in parts]),
+        np.concatenate([p.quats for p in parts]),
+        np.concatenate([p.log_scales for p in parts]),
+        np.concatenate([p.opacity_logits for p in parts]),
+        np.concatenate([p.sh[:, :k] for p in parts]),
+    )
+
+
+class SceneStreamClient:
+    """Background subscriber to the studio's scene stream (a WebSocket URL such as
+    ws://127.0.0.1:8000/v1/scene/ws). Downloads and parses the assets a message names on its own
+    thread, then queues the message (with "asset" filled in) for the render thread, which applies
+    it between frames. Reconnects with exponential back-off (0.25 s doubling to 5 s); after a
+    sequence gap the render thread calls `resync()` and the next connection starts with a snapshot.
+    """
+
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.url = url
+        self.token = token
+        self.messages: "queue.Queue[dict[str, Any]]" = queue.Queue()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._resync = threading.Event()
+        self._tmp = tempfile.TemporaryDirectory(prefix="studio-xr-")
+        self._thread = threading.Thread(target=self._run, name="scene-stream", daemon=True)
+        self._thread.start()
+
+    def resync(self) -> None:
+        self._resync.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._tmp.cleanup()
+
+    def _asset_url(self, url: str) -> str:
+        if urllib.parse.urlparse(url).scheme in ("http", "https"):
+            return url
+        p = urllib.parse.urlparse(self.url)
+        base = urllib.parse.urlunparse((p.scheme.replace("ws", "http"), p.netloc, p.path, "", "", ""))
+        return urllib.parse.urljoin(base, url)
+
+    def _load(self, url: str) -> Asset:
+        import httpx
+
+        from studio.assets import io
+
+        full = self._asset_url(url)
+        name = Path(urllib.parse.urlparse(full).path).name or "asset.glb"
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        r = httpx.get(full, headers=headers, timeout=60, follow_redirects=True)
+        r.raise_for_status()
+        path = Path(self._tmp.name) / f"{time.monotonic_ns()}_{Path(name).name}"
+        path.write_bytes(r.content)
+        return io.load(path)
+
+    def _resolve(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if msg.get("type") == "snapshot":
+            for a in msg.get("assets", []):
+                a["asset"] = self._load(a["url"])
+        elif msg.get("type") in ("asset_added", "asset_replaced"):
+            msg["asset"] = self._load(msg["url"])
+        return msg
+
+    def _run(self) -> None:
+        from websockets.sync.client import connect
+
+        delay = 0.25
+        while not self._stop.is_set():
+            try:
+                headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+                with connect(self.url, additional_headers=headers, open_timeout=5, max_size=2**24) as ws:
+                    delay = 0.25
+                    self._resync.clear()
+                    while not self._stop.is_set() and not self._resync.is_set():
+                        try:
+                            raw = ws.recv(timeout=0.2)
+                        except TimeoutError:
+                            continue
+                        try:
+                            msg = json.loads(raw)
+                            if not isinstance(msg, dict):
+                                raise ValueError("not a JSON object")
+                            self.messages.put(self._resolve(msg))
+                        except (ValueError, KeyError, StudioError, OSError) as exc:
+                            self.errors.append(f"{type(exc).__name__}: {exc}")
+                            log.warning("scene stream: dropped a message (%s)", exc)
+                        except Exception as exc:  # noqa: BLE001 - httpx errors etc.
+                            self.errors.append(f"{type(exc).__name__}: {exc}")
+                            log.warning("scene stream: dropped a message (%s)", exc)
+            except Exception as exc:  # noqa: BLE001 - connection refused / closed: back off, retry
+                if not self._stop.is_set():
+                    self.errors.append(f"connect: {type(exc).__name__}: {exc}")
+                    log.info("scene stream %s: %s; retrying in %.2f s", self.url, exc, delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 5.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# placement
+# ---------------------------------------------------------------------------------------------
+
+
+def placement_in_front(bounds: np.ndarray, head: np.ndarray, fov: tuple[float, float, float, float]) -> np.ndarray:
+    """(4,4) float64 world-from-scene rigid transform putting the scene's bounding box centre in
+    front of `head` (space-from-head, OpenGL axes) at eye height, at a distance where the bounding
+    sphere fills about 80 % of the smaller half-FOV, turned about +Y so the scene's +Z faces the
+    head. Real size is kept (no scale)."""
+    lo, hi = np.asarray(bounds, np.float64)
+    centre = (lo + hi) / 2 if np.isfinite(lo).all() and np.isfinite(hi).all() else np.zeros(3)
+    radius = max(float(np.linalg.norm(hi - lo)) / 2, 1e-3) if np.isfinite(lo).all() else 0.5
+    half = max(min(abs(a) for a in fov), 0.1)
+    dist = max(radius / math.sin(min(half * 0.8, 1.4)), radius + 0.3, 0.5)
+    fwd = -head[:3, 2]
+    fwd = np.array([fwd[0], 0.0, fwd[2]])
+    n = np.linalg.norm(fwd)
+    fwd = fwd / n if n > 1e-6 else np.array([0.0, 0.0, -1.0])
+    target = head[:3, 3] + fwd * dist
+    yaw = math.atan2(-fwd[0], -fwd[2])
+    c, s = math.cos(yaw), math.sin(yaw)
+    m = np.eye(4)
+    m[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+    m[:3, 3] = target - m[:3, :3] @ centre
+    return m
+
+
+# ---------------------------------------------------------------------------------------------
+# the viewer
+# ---------------------------------------------------------------------------------------------
+
+
+def _load_asset(asset_or_path: Asset | str | Path | None) -> Asset | None:
+    if asset_or_path is None or isinstance(asset_or_path, Asset):
+        return asset_or_path
+    from studio.assets import io
+
+    return io.load(asset_or_path)
+
+
+def _read_fbo(fbo: Any, w: int, h: int) -> np.ndarray:
+    data = fbo.read(viewport=(0, 0, w, h), components=4, dtype="f1")
+    return np.frombuffer(data, np.uint8).reshape(h, w, 4)[::-1].copy()
+
+
+def run_openxr_viewer(
+    asset_or_path: Asset | str | Path | None,
+    frames: int | None = None,
+    stream_url: str | None = None,
+    on_frame: Callable[[FrameInfo], Any] | None = None,
+    *,
+    capture: bool = False,
+    msaa: int = 4,
+    resolution_scale: float = 1.0,
+    background: Any = DEFAULT_BACKGROUND,
+    tone_mapping: str = "aces",
+    environment: Any = None,
+    stream_token: str | None = None,
+    ready_timeout_s: float = 30.0,
+) -> ViewerStats:
+    """Show an asset (an Asset, a file path, or None to wait for the stream's snapshot) through the
+    active OpenXR runtime until `frames` frames were rendered (None: until the runtime ends the
+    session, `on_frame` returns False, or Ctrl-C), then end with request_exit_session.
+
+    stream_url: the studio's scene stream (ws://host:port/v1/scene/ws); its snapshot replaces the
+    asset and its deltas are applied between frames. capture=True reads both eyes back from the
+    swapchain every rendered frame (for tests; costs a GPU→CPU copy per eye). background: None/
+    "environment" or an sRGB colour (r, g, b) in [0, 1] (the layer is opaque: None means black).
+    Raises XRRuntimeUnavailableError when no OpenXR runtime is active (message says how to install
+    or select one), InvalidAssetError for an unreadable file.
+    """
+    from .environment import builtin_environment
+    from .raster import Renderer
+
+    scene = SceneState()
+    asset = _load_asset(asset_or_path)
+    if asset is not None:
+        scene.set_single(asset)
+    if background is None:
+        background = (0.0, 0.0, 0.0)
+    stats = ViewerStats()
+    interrupted = threading.Event()
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+        old_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    stream = None
+    try:
+        with XRSession(msaa=msaa, resolution_scale=resolution_scale) as xs:
+            stats.runtime = xs.runtime_name
+            stats.reference_space = xs.space_type
+            stats.swapchain_size = (xs.eyes[0].width, xs.eyes[0].height)
+            stats.swapchain_format = xs.swapchain_format
+            renderer = Renderer(ctx=xs.ctx)
+            if stream_url:
+                stream = SceneStreamClient(stream_url, token=stream_token)
+            placement: np.ndarray | None = None
+            placed_layout = -1
+            t_first = t_last = None
+            try:
+                xs.wait_running(ready_timeout_s)
+                while not xs.should_exit:
+                    xs.poll_events()
+                    if xs.should_exit:
+                        break
+                    if not xs.running:
+                        time.sleep(0.005)
+                        continue
+                    # stream deltas are applied between frames, never inside one
+                    if stream is not None:
+                        while True:
+                            try:
+                                msg = stream.messages.get_nowait()
+                            except queue.Empty:
+                                break
+                            if scene.apply(msg):
+                                stats.stream_updates += 1
+                            else:
+                                stream.resync()
+                    current = scene.combined()
+                    if current is not None and placed_layout != scene.layout_version:
+                        placement = None  # (re)place on the next located views
+                    env = environment
+                    if env is None and scene.environment.get("name"):
+                        try:
+                            env = builtin_environment(str(scene.environment["name"]))
+                        except ValueError:
+                            env = None
+                    if env is not None and ("intensity" in scene.environment or "rotation" in scene.environment):
+                        env = dataclasses.replace(
+                            env,
+                            intensity=float(scene.environment.get("intensity", env.intensity)),
+                            rotation=float(scene.environment.get("rotation", env.rotation)),
+                        )
+                    eye_cams: list[Cameras] = []
+                    eye_imgs: list[np.ndarray] = []
+
+                    def draw_eye(i: int, view: LocatedView, eye: EyeTarget, target: Any) -> None:
+                        nonlocal placement, placed_layout
+                        K, c2w = view_camera(view.position, view.orientation, view.fov, eye.width, eye.height)
+                        if current is not None and placement is None:
+                            head = pose_matrix(view.position, view.orientation)
+                            placement = placement_in_front(current.bounds(), head, view.fov)
+                            placed_layout = scene.layout_version
+                            stats.placement = placement
+                        c2w_scene = np.linalg.inv(placement) @ c2w if placement is not None else c2w
+                        fbo = xs.ctx.fbo
+                        if isinstance(background, str):
+                            fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
+                        else:
+                            c = [float(x) for x in background][:3]
+                            fbo.clear(c[0], c[1], c[2], 1.0, depth=1.0)
+                        if current is not None:
+                            renderer.draw(
+                                current, K, c2w_scene, eye.width, eye.height,
+                                environment=env, tone_mapping=tone_mapping, background=background,
+                            )
+                        eye_cams.append(
+                            Cameras(K=K[None], cam_to_world=c2w_scene[None], width=eye.width, height=eye.height)
+                        )
+                        if capture:
+                            if eye.draw_fbo is not None:
+                                xs.ctx.copy_framebuffer(target, eye.draw_fbo)
+                            eye_imgs.append(_read_fbo(target, eye.width, eye.height))
+
+                    t0 = time.perf_counter()
+                    rendered = xs.frame(draw_eye)
+                    t_last = time.perf_counter()
+                    if t_first is None:
+                        t_first = t0
+                    stats.frames_submitted += 1
+                    if not rendered:
+                        continue
+                    idx = stats.frames_rendered
+                    stats.frames_rendered += 1
+                    stats.eye_cameras = eye_cams
+                    if capture:
+                        stats.eye_images = eye_imgs
+                    want_exit = False
+                    if on_frame is not None:
+                        info = FrameInfo(idx, xs.state.name, eye_cams, current, eye_imgs if capture else None, scene.seq)
+                        if on_frame(info) is False:
+                            want_exit = True
+                            stats.exit_reason = stats.exit_reason or "on_frame"
+                    if frames is not None and stats.frames_rendered >= frames:
+                        want_exit = True
+                        stats.exit_reason = stats.exit_reason or "frames"
+                    if interrupted.is_set():
+                        want_exit = True
+                        stats.exit_reason = stats.exit_reason or "interrupted"
+                    if want_exit:
+                        xs.request_exit()
+                if not stats.exit_reason:
+                    stats.exit_reason = "session lost" if xs.lost else "runtime ended the session"
+            finally:
+                stats.states = list(xs.states_seen)
+                if t_first is not None and t_last is not None and t_last > t_first:
+                    stats.wall_s = t_last - t_first
+                    stats.fps = stats.frames_submitted / stats.wall_s
+                stats.stream_seq = scene.seq
+                renderer.release()
+    finally:
+        if stream is not None:
+            stream.close()
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def cli_openxr(file: str | None, frames: int | None = None, server: str | None = None, msaa: int = 4) -> ViewerStats:
+    """`studio xr openxr [FILE] [--frames N] [--server URL]`: run the viewer and print its summary.
+    With --server (http(s)://host:port or a ws:// URL) the viewer follows that studio's scene stream.
+    StudioErrors propagate for the CLI to print (exit code from the error, no traceback)."""
+    stream_url = None
+    if server:
+        p = urllib.parse.urlparse(server)
+        if p.scheme in ("http", "https"):
+            stream_url = urllib.parse.urlunparse(
+                ("ws" if p.scheme == "http" else "wss", p.netloc, p.path.rstrip("/") + "/v1/scene/ws", "", "", "")
+            )
+        else:
+            stream_url = server
+    if file is None and stream_url is None:
+        raise InvalidAssetError(None, "give a FILE to show or --server URL to follow a studio's scene")
+    stats = run_openxr_viewer(file, frames=frames, stream_url=stream_url, msaa=msaa)
+    print(stats.summary())
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m studio.renderers.openxr FILE [--frames N] [--server URL]` (same as `studio xr openxr`)."""
+    ap = argparse.ArgumentParser(prog="studio xr openxr", description="Show an asset through the active OpenXR runtime.")
+    ap.add_argument("file", nargs="?")
+    ap.add_argument("--frames", type=int, default=None, help="stop after N rendered frames")
+    ap.add_argument("--server", default=None, help="follow this studio's scene stream (http://127.0.0.1:8000)")
+    ap.add_argument("--msaa", type=int, default=4)
+    args = ap.parse_args(argv)
+    try:
+        cli_openxr(args.file, args.frames, args.server, args.msaa)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""OpenXR viewer: view maths, scene-stream state, the real no-runtime path (loader with no runtime,
+in a subprocess), and — marker `openxr`, when XR_RUNTIME_JSON names a runtime (CI builds Monado
+with .ci/build_monado.sh) — a real session on Monado's simulated HMD with pixels read back from
+the swapchains."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from studio.assets.cameras import CV_TO_GL, Cameras
+from studio.renderers.openxr import SceneState, _matrix, placement_in_front
+from studio.renderers.openxr_session import fov_to_K, pose_matrix, projection_from_fov, quat_to_matrix, view_camera
+from studio.renderers.raster import projection_from_K
+
+REPO = Path(__file__).resolve().parents[1]
+# what Monado's simulated HMD reports (peer README): asymmetric enough to catch a swapped angle
+FOV = (-0.742, 0.70, 0.779, -0.81)
+
+
+# ---------------------------------------------------------------------------------------------
+# maths
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fov_K_gives_the_openxr_projection():
+    w, h, near, far = 320, 240, 0.05, 20.0
+    K = fov_to_K(*FOV, w, h)
+    ours = projection_from_K(K, w, h, near, far)
+    ref = projection_from_fov(*FOV, near, far) @ CV_TO_GL  # the SDK's GL projection of OpenCV points
+    np.testing.assert_allclose(ours, ref, atol=1e-12)
+
+
+def test_view_camera_frustum_edges_land_on_image_borders():
+    w, h = 320, 240
+    q = np.array([0.0, np.sin(0.3), 0.0, np.cos(0.3)])  # yaw 0.6 rad about +Y
+    pos = np.array([0.1, 1.6, -0.2])
+    K, c2w = view_camera(tuple(pos), tuple(q), FOV, w, h)
+    R = quat_to_matrix(*q)
+    # OpenXR eye looks along its -Z, +Y up; directions on the frustum's left / top edges
+    l, r, u, d = np.tan(FOV)
+    pts = pos + np.stack([R @ np.array([l, 0, -1.0]), R @ np.array([r, 0, -1.0]), R @ np.array([0, u, -1.0]),
+                          R @ np.array([0, d, -1.0]), R @ np.array([0, 0, -1.0])]) * 2.0
+    uv, z = Cameras(K=K[None], cam_to_world=c2w[None], width=w, height=h).project(pts)
+    uv = uv[0]
+    np.testing.assert_allclose(uv[0, 0], 0.0, atol=1e-9)
+    np.testing.assert_allclose(uv[1, 0], w, atol=1e-9)
+    np.testing.assert_allclose(uv[2, 1], 0.0, atol=1e-9)  # up → row 0 (top)
+    np.testing.assert_allclose(uv[3, 1], h, atol=1e-9)
+    np.testing.assert_allclose(z[0], 2.0, atol=1e-9)  # in front: positive OpenCV depth
+    assert np.allclose(pose_matrix(tuple(pos), tuple(q))[:3, 3], pos)
+
+
+def test_placement_in_front_keeps_scale_and_faces_viewer():
+    bounds = np.array([[-0.2, 0.0, -0.1], [0.2, 0.5, 0.1]])
+    head = pose_matrix((0.3, 1.7, 0.4), (0.0, np.sin(np.pi / 4), 0.0, np.cos(np.pi / 4)))  # looking along -X
+    m = placement_in_front(bounds, head, FOV)
+    np.testing.assert_allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(m[:3, :3]), 1.0, atol=1e-12)
+    centre = m @ np.array([0.0, 0.25, 0.0, 1.0])
+    off = centre[:3] - head[:3, 3]
+    assert abs(off[1]) < 1e-9 and abs(off[2]) < 1e-9 and off[0] < -0.4  # straight ahead at eye height
+    front = m[:3, :3] @ np.array([0.0, 0.0, 1.0])  # the asset's +Z points back at the viewer
+    np.testing.assert_allclose(front, [1.0, 0.0, 0.0], atol=1e-12)
+    # bounding sphere inside the smaller half-FOV
+    radius = np.linalg.norm(bounds[1] - bounds[0]) / 2
+    assert np.arcsin(radius / np.linalg.norm(off)) < min(abs(a) for a in FOV)
+
+
+# ---------------------------------------------------------------------------------------------
+# scene stream state
+# ---------------------------------------------------------------------------------------------
+
+
+def _box():
+    from studio.assets.asset import Asset
+    from studio.assets.material import Material
+    from studio.assets.mesh import Mesh
+    import trimesh
+
+    b = trimesh.creation.box((0.2, 0.2, 0.2))
+    return Asset(meshes=[Mesh.from_arrays(b.vertices, b.faces, material=Material(name="paint"))])
+
+
+def test_scene_state_snapshot_then_ordered_deltas():
+    s = SceneState()
+    a, b = _box(), _box()
+    m = np.eye(4)
+    m[:3, 3] = [0.0, 2.0, 0.0]
+    flat = list(m.T.ravel())  # 16 numbers are column-major (glTF / three.js), translation last
+    assert flat[12:15] == [0.0, 2.0, 0.0]
+    assert s.apply({"type": "snapshot", "seq": 10, "assets": [{"id": "a", "url": "/a.glb", "asset": a, "transform": flat}]})
+    assert s.seq == 10 and list(s.items) == ["a"]
+    np.testing.assert_array_equal(s.items["a"].transform, m)
+    lay = s.layout_version
+    assert s.apply({"type": "material", "seq": 11, "id": "a", "material": "paint", "params": {"base_color_factor": [1, 0, 0, 1]}})
+    assert a.meshes[0].material.base_color_factor == (1.0, 0.0, 0.0, 1.0)
+    assert s.apply({"type": "asset_added", "seq": 12, "id": "b", "url": "/b.glb", "asset": b})
+    assert s.layout_version == lay + 1
+    assert s.apply({"type": "visibility", "seq": 13, "id": "a", "visible": False})
+    assert s.combined() is b  # one visible, untransformed item: drawn as is
+    assert s.apply({"type": "visibility", "seq": 14, "id": "a", "visible": True})
+    t = np.eye(4)
+    t[:3, 3] = [1.0, 0.0, 0.0]
+    assert s.apply({"type": "transform", "seq": 15, "id": "b", "transform": t.tolist()})  # nested = row-major
+    comb = s.combined()
+    assert len(comb.meshes) == 2
+    np.testing.assert_allclose(comb.bounds(), [[-0.1, -0.1, -0.1], [1.1, 2.1, 0.1]], atol=1e-9)
+    # a repeated delta is ignored, a gap is refused (client then asks for a snapshot)
+    assert s.apply({"type": "visibility", "seq": 15, "id": "b", "visible": False})
+    assert s.items["b"].visible
+    assert not s.apply({"type": "asset_removed", "seq": 17, "id": "b"})
+    assert "b" in s.items and s.seq == 15
+    assert s.apply({"type": "asset_removed", "seq": 16, "id": "b"})
+    assert list(s.items) == ["a"]
+    with pytest.raises(ValueError):
+        _matrix([1, 2, 3])
+
+
+# ---------------------------------------------------------------------------------------------
+# no runtime: the real loader, no mock
+# ---------------------------------------------------------------------------------------------
+
+
+def _no_runtime_env(tmp_path: Path, runtime_json: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    for k in ("XR_RUNTIME_JSON",):
+        env.pop(k, None)
+    if runtime_json is not None:
+        env["XR_RUNTIME_JSON"] = runtime_json
+    # no system/user active_runtime.json either
+    env["XDG_CONFIG_DIRS"] = str(tmp_path / "xdg-dirs")
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-home")
+    env["HOME"] = str(tmp_path / "home")
+    return env
+
+
+@pytest.mark.parametrize("which", ["missing-file", "empty-manifest", "unset"])
+def test_no_runtime_cli_message(tmp_path, testdata, which):
+    if which == "missing-file":
+        rj = str(tmp_path / "nope" / "openxr_runtime.json")
+    elif which == "empty-manifest":
+        (tmp_path / "empty.json").write_text("{}")
+        rj = str(tmp_path / "empty.json")
+    else:
+        rj = None
+    env = _no_runtime_env(tmp_path, rj)
+    glb = testdata / "gltf" / "Box" / "Box.glb"
+    p = subprocess.run(
+        [sys.executable, "-m", "studio.renderers.openxr", str(glb), "--frames", "3"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert p.returncode == 8, p.stderr  # XRRuntimeUnavailableError.exit_code
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
+    assert p.stderr.startswith("error: No OpenXR runtime is active")
+    for hint in ("XR_RUNTIME_JSON", "Monado", "SteamVR", "active_runtime.json", "/xr/"):
+        assert hint in p.stderr, hint
+    if rj is not None:
+        assert rj in p.stderr
+    else:
+        assert "XR_RUNTIME_JSON is not set" in p.stderr
+    # the loader's own stderr lines were captured into the message, not printed around it
+    assert "Error [GENERAL" not in p.stderr
+
+
+def test_no_runtime_api_raises_typed_error(tmp_path):
+    code = (
+        "from studio.errors import XRRuntimeUnavailableError\n"
+        "from studio.pipelines.procedural import sample_asset\n"
+        "from studio.renderers.openxr import run_openxr_viewer\n"
+        "try:\n"
+        "    run_openxr_viewer(sample_asset(), frames=2)\n"
+        "except XRRuntimeUnavailableError as e:\n"
+        "    print('RAISED', e.exit_code, str(e).splitlines()[0])\n"
+    )
+    env = _no_runtime_env(tmp_path, str(tmp_path / "absent.json"))
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("RAISED 8 No OpenXR runtime is active"), p.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# with a runtime (Monado: simulated HMD, null compositor, EGL)
+# ---------------------------------------------------------------------------------------------
+
+RUNTIME_JSON = os.environ.get("XR_RUNTIME_JSON", "")
+needs_runtime = pytest.mark.skipif(
+    not RUNTIME_JSON or not Path(RUNTIME_JSON).exists(),
+    reason="no OpenXR runtime: set XR_RUNTIME_JSON (CI builds Monado with .ci/build_monado.sh)",
+)
+BG = (0.2, 0.3, 0.4)
+
+
+@pytest.fixture
+def monado_env(monkeypatch):
+    monkeypatch.setenv("XRT_COMPOSITOR_NULL", "1")
+    monkeypatch.setenv("SIMULATED_ENABLE", "1")
+    monkeypatch.setenv("EGL_PLATFORM", "surfaceless")
+    monkeypatch.setenv("PYOPENGL_PLATFORM", "egl")
+
+
+def _asset_mask(img: np.ndarray) -> np.ndarray:
+    bg = np.round(np.array(BG) * 255)
+    return np.abs(img[..., :3].astype(int) - bg).max(axis=-1) > 12
+
+
+@pytest.mark.openxr
+@needs_runtime
+def test_monado_session_renders_asset_in_both_eyes(monado_env):
+    from studio.pipelines.procedural import sample_asset
+    from studio.renderers.openxr import run_openxr_viewer
+    from studio.renderers.raster import Renderer
+
+    asset = sample_asset()
+    seen = []
+    n = 12
+    stats = run_openxr_viewer(
+        asset, frames=n, capture=True, msaa=1, background=BG, tone_mapping="aces",
+        on_frame=lambda info: seen.append((info.index, info.state, len(info.images))),
+    )
+    print("\nOpenXR on", stats.summary())
+    assert stats.reached_focused
+    assert stats.states[-1] == "EXITING" and "STOPPING" in stats.states
+    assert stats.states.index("READY") < stats.states.index("FOCUSED") < stats.states.index("STOPPING")
+    assert stats.exit_reason == "frames"
+    assert stats.frames_rendered == n and [s[0] for s in seen] == list(range(n))
+    assert all(k == 2 for _, _, k in seen)
+    w, h = stats.swapchain_size
+    left, right = stats.eye_images
+    assert left.shape == right.shape == (h, w, 4)
+    ml, mr = _asset_mask(left), _asset_mask(right)
+    for m in (ml, mr):  # the asset is drawn, around the middle, and not everywhere
+        assert 0.03 < m.mean() < 0.9
+        ys, xs = np.nonzero(m)
+        assert abs(ys.mean() - h / 2) < h / 4 and abs(xs.mean() - w / 2) < w / 4
+    # stereo: a near object appears further right in the left eye than in the right eye
+    assert np.nonzero(ml)[1].mean() > np.nonzero(mr)[1].mean() + 0.5
+    # each eye is exactly what the raster renderer draws from that eye's camera
+    with Renderer() as r:
+        for img, cams in zip(stats.eye_images, stats.eye_cameras):
+            ref = r.render(asset, cams, background=BG, tone_mapping="aces", msaa=1).rgb[0]
+            diff = np.abs(ref.astype(int) - img[..., :3].astype(int))
+            assert diff.mean() < 0.5 and (diff > 8).mean() < 0.002, (diff.mean(), (diff > 8).mean())
+
+
+@pytest.mark.openxr
+@needs_runtime
+def test_monado_follows_the_scene_stream(monado_env, tmp_path):
+    """A local WebSocket stream sends a snapshot (a red box served over HTTP), then a material
+    delta turning it green: the swapchain pixels follow."""
+    import http.server
+    import functools
+
+    from websockets.sync.server import serve
+
+    from studio.assets import io
+    from studio.renderers.openxr import run_openxr_viewer
+
+    io.save(_box(), tmp_path / "box.glb")
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    )
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    go_green = threading.Event()
+
+    def handler(ws):
+        ws.send(json.dumps({"type": "snapshot", "seq": 1, "assets": [
+            {"id": "box", "url": f"http://127.0.0.1:{httpd.server_port}/box.glb"}]}))
+        ws.send(json.dumps({"type": "material", "seq": 2, "id": "box", "material": 0,
+                            "params": {"base_color_factor": [1, 0, 0, 1]}}))
+        go_green.wait(60)
+        ws.send(json.dumps({"type": "material", "seq": 3, "id": "box", "material": 0,
+                            "params": {"base_color_factor": [0, 1, 0, 1]}}))
+        try:
+            ws.recv(timeout=60)
+        except Exception:  # noqa: BLE001 - the viewer closing the socket ends the handler
+            pass
+
+    server = serve(handler, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}/v1/scene/ws"
+    colours = {}
+
+    def on_frame(info):
+        m = _asset_mask(info.images[0])
+        if info.stream_seq >= 2 and m.mean() > 0.01:
+            mean = info.images[0][m][:, :3].mean(axis=0)
+            colours.setdefault(info.stream_seq, mean)
+            go_green.set()
+        if 3 in colours or info.index > 400:
+            return False
+
+    try:
+        stats = run_openxr_viewer(None, stream_url=url, on_frame=on_frame, capture=True, msaa=1,
+                                  background=BG, environment=None)
+    finally:
+        server.shutdown()
+        httpd.shutdown()
+    assert stats.exit_reason == "on_frame" and stats.states[-1] == "EXITING"
+    assert stats.stream_seq == 3 and stats.stream_updates == 3
+    red, green = colours[2], colours[3]
+    assert red[0] > red[1] + 40 and green[1] > green[0] + 40, (red, green)
