@@ -44,30 +44,11 @@ MODES = ("unlit", "lit")
 
 
 def opengl_projection(cameras: Cameras, near: float, far: float) -> np.ndarray:
-    """(N,4,4) float64 OpenGL clip-from-camera matrices equivalent to the OpenCV intrinsics K.
+    """(N,4,4) float64 OpenGL clip-from-camera matrices reproducing each camera's K exactly
+    (studio.assets.camera_formats.opengl_projection: NDC +y = image top, depth [near, far] → [-1, 1])."""
+    from studio.assets.camera_formats import opengl_projection as one
 
-    Pixel convention as `Cameras`: pixel (i, j) covers [i, i+1) x [j, j+1), so u = fx·x/z + cx maps
-    to NDC x = 2u/W - 1 and v (down) to NDC y = 1 - 2v/H. Depth maps [near, far] to NDC [-1, 1].
-    Uses studio.assets.camera_formats.opengl_projection when that module provides it.
-    """
-    try:
-        from studio.assets.camera_formats import opengl_projection as shared
-    except ImportError:
-        shared = None
-    if shared is not None:
-        return np.stack([shared(k, cameras.width, cameras.height, near, far) for k in cameras.K])
-    w, h = float(cameras.width), float(cameras.height)
-    k = cameras.K
-    p = np.zeros((len(cameras), 4, 4))
-    p[:, 0, 0] = 2 * k[:, 0, 0] / w
-    p[:, 0, 1] = -2 * k[:, 0, 1] / w  # skew (y flips sign between OpenCV and OpenGL camera axes)
-    p[:, 0, 2] = 1 - 2 * k[:, 0, 2] / w
-    p[:, 1, 1] = 2 * k[:, 1, 1] / h
-    p[:, 1, 2] = 2 * k[:, 1, 2] / h - 1
-    p[:, 2, 2] = -(far + near) / (far - near)
-    p[:, 2, 3] = -2 * far * near / (far - near)
-    p[:, 3, 2] = -1
-    return p
+    return np.stack([one(k, cameras.width, cameras.height, near, far) for k in cameras.K])
 
 
 def threejs_views(cameras: Cameras, near: float, far: float) -> list[dict[str, list]]:
