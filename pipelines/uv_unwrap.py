@@ -61,7 +61,8 @@ def unwrap(
     """Unwrap `mesh` into a UV atlas.
 
     Returns (new Mesh with seams split: vertices (V',3), faces (F,3) in the input's face order,
-    uvs[0] (V',2) float32 in [0,1] glTF v-down, normals/colours carried through xatlas's vmapping,
+    uvs[0] (V',2) float32 in [0,1] glTF v-down, normals (the input's, or its area-weighted ones
+    when it has none) and colours carried through xatlas's vmapping,
     tangents dropped; stats). The new mesh's `geometry.metadata["uv_vmapping"]` holds vmapping
     (V',) int64, each new vertex's index in the input mesh, and `["uv_chart_ids"]` the chart id
     (F,) int64 of every face. Raises EmptyResultError for a mesh without faces or charts that do
@@ -116,7 +117,8 @@ def unwrap(
         mesh.vertices[vmapping],
         indices,
         material=mesh.material,
-        normals=pick(mesh.normals),
+        # normals of the unsplit mesh: recomputing them after the split would crease every seam
+        normals=mesh.vertex_normals()[vmapping],
         uvs=[uv.astype(np.float32)],
         colors=pick(mesh.colors),
         transform=mesh.transform.copy(),

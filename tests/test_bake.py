@@ -115,6 +115,10 @@ def test_unwrap_stats_and_attributes(torus_uv):
     np.testing.assert_array_equal(mesh.vertices, src.vertices[vm])
     np.testing.assert_array_equal(mesh.colors, src.colors[vm])
     np.testing.assert_array_equal(src.vertices[vm][mesh.faces], src.vertices[src.faces])
+    # the source has no normals: the unsplit mesh's are carried, so seams do not crease
+    np.testing.assert_allclose(mesh.normals, src.vertex_normals()[vm])
+    seam = np.bincount(vm) > 1
+    assert seam.any()
     # a higher resolution keeps the padding in texels, so density scales with it
     _, stats2 = unwrap(src, UVParams(resolution=512, padding=4))
     assert stats2.texels_per_metre == pytest.approx(2 * stats.texels_per_metre, rel=0.15)
@@ -458,3 +462,24 @@ def test_procedural_sample_views_to_validated_glb(tmp_path):
     save(Asset(meshes=[low_uv]), path)
     report = validate(path)
     assert report.ok, str(report)
+
+
+def test_padding_keeps_mipmaps_from_bleeding(textured_sphere):
+    """Sampling a coarse mip level of the baked atlas at surface points: with the seam padding the
+    colours stay right; with empty gutters (the raw bake) chart borders darken."""
+    sphere, texture, unwrapped = textured_sphere
+    cams = ring_cameras()
+    images, hits = render_textured(sphere, sphere.uvs[0], texture, cams)
+    baked = srgb_to_linear(to_float(bake_base_color(unwrapped, images, cams, hits.depth, BakeParams(resolution=256)).image))
+    covered = np.zeros(256 * 256, bool)
+    covered[texel_surface(unwrapped, 256).texel] = True
+    raw = np.where(covered.reshape(256, 256, 1), baked, 0.0)
+    mip = lambda img, k: img.reshape(256 // k, k, 256 // k, k, 3).mean((1, 3))  # noqa: E731  box-filtered level
+    pts, fid = trimesh.sample.sample_surface(unwrapped.geometry, 20_000, seed=4)
+    bary = trimesh.triangles.points_to_barycentric(unwrapped.vertices[unwrapped.faces[fid]], pts)
+    uv = np.einsum("kj,kjc->kc", bary, unwrapped.uvs[0][unwrapped.faces[fid]])
+    for k in (4, 8):  # mip levels 2 and 3
+        want = sample_texture(mip(baked, 1), uv)  # level 0 of the padded atlas as the reference
+        good = psnr(sample_texture(mip(baked, k), uv), want)
+        bad = psnr(sample_texture(mip(raw, k), uv), want)
+        assert good > bad + 5.0, (k, good, bad)
