@@ -1,0 +1,241 @@
+"""Gaussian fit stage: posed views → GaussianSplats.
+
+3DGS optimisation (Kerbl et al. 2023) on `studio.renderers.splat_raster.rasterization` (gsplat on
+CUDA, the studio's own differentiable compositor on CPU): Adam with per-parameter learning rates,
+L1 + D-SSIM loss against the views in sRGB (splat colours are display sRGB), gsplat's
+DefaultStrategy / MCMCStrategy for densification, an SH degree schedule, masks composited over a
+fixed background, progress + cancel, deterministic under a seed on CPU.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from studio.assets import GaussianSplats, Views
+from studio.assets.colour import linear_to_srgb, rgb_to_sh0
+from studio.errors import CancelledError, InvalidAssetError
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class FitParams:
+    """Optimisation settings. Learning rates follow 3DGS; `means` is scaled by the scene extent."""
+
+    iterations: int = 600
+    sh_degree: int = 2
+    sh_interval: int = 150  # raise the SH degree every this many steps
+    init_count: int = 20_000  # random init when no points are given
+    init_opacity: float = 0.1
+    lr_means: float = 1.6e-3  # × scene scale; decays ×0.01 over the run
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacities: float = 5e-2
+    lr_sh0: float = 2.5e-3
+    lr_shN: float = 2.5e-3 / 20
+    ssim_lambda: float = 0.2
+    strategy: Literal["default", "mcmc", "none"] = "default"
+    refine_start: int = 100
+    refine_stop: int = 450
+    refine_every: int = 50
+    reset_every: int = 10_000
+    max_gaussians: int = 200_000
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    seed: int = 0
+    device: str = "auto"
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM of images (B,H,W,C) in [0,1] with a Gaussian window (differentiable)."""
+    c = a.shape[-1]
+    x = a.permute(0, 3, 1, 2)
+    y = b.permute(0, 3, 1, 2)
+    g = torch.arange(window, dtype=a.dtype, device=a.device) - window // 2
+    g = torch.exp(-(g**2) / (2 * sigma**2))
+    g = g / g.sum()
+    w = (g[:, None] * g[None, :]).expand(c, 1, window, window).contiguous()
+    pad = window // 2
+    mu_x = F.conv2d(x, w, padding=pad, groups=c)
+    mu_y = F.conv2d(y, w, padding=pad, groups=c)
+    sxx = F.conv2d(x * x, w, padding=pad, groups=c) - mu_x**2
+    syy = F.conv2d(y * y, w, padding=pad, groups=c) - mu_y**2
+    sxy = F.conv2d(x * y, w, padding=pad, groups=c) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return s.mean()
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _init_params(points: np.ndarray, colors: np.ndarray | None, p: FitParams, dev: torch.device, rng: np.random.Generator):
+    from scipy.spatial import cKDTree
+
+    n = len(points)
+    k = min(4, n)
+    d, _ = cKDTree(points).query(points, k=k)
+    dist = np.sqrt(np.mean(d[:, 1:] ** 2, axis=1)) if k > 1 else np.full(n, 0.01)
+    dist = np.clip(dist, 1e-4, None)
+    col = np.full((n, 3), 0.5) if colors is None else np.clip(colors, 0, 1)
+    k_sh = (p.sh_degree + 1) ** 2
+    q = rng.normal(size=(n, 4))
+    t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32, device=dev)  # noqa: E731
+    return torch.nn.ParameterDict(
+        {
+            "means": torch.nn.Parameter(t(points)),
+            "scales": torch.nn.Parameter(t(np.log(np.repeat(dist[:, None], 3, 1)))),
+            "quats": torch.nn.Parameter(t(q / np.linalg.norm(q, axis=1, keepdims=True))),
+            "opacities": torch.nn.Parameter(t(np.full(n, math.log(p.init_opacity / (1 - p.init_opacity))))),
+            "sh0": torch.nn.Parameter(t(rgb_to_sh0(col))[:, None, :]),
+            "shN": torch.nn.Parameter(torch.zeros((n, k_sh - 1, 3), device=dev)),
+        }
+    )
+
+
+def fit_splats(
+    views: Views,
+    params: FitParams = FitParams(),
+    init_points: np.ndarray | None = None,
+    init_colors: np.ndarray | None = None,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> tuple[GaussianSplats, dict]:
+    """Fit Gaussians to `views` (images linear RGB, OpenCV cameras, optional masks).
+
+    init_points (P,3) world metres (e.g. SfM points) and init_colors (P,3) sRGB in [0,1];
+    without them `init_count` points are drawn uniformly in the cameras' look-at region.
+    Returns (splats, stats) where stats holds the loss curve and the Gaussian count.
+    """
+    from gsplat import DefaultStrategy, MCMCStrategy
+
+    from studio.renderers.splat_raster import rasterization
+
+    if len(views) < 1:
+        raise InvalidAssetError(None, "fitting needs at least one posed view")
+    dev = _device(params.device)
+    torch.manual_seed(params.seed)
+    rng = np.random.default_rng(params.seed)
+    cams = views.cameras
+    centers = cams.centers
+    scene_scale = float(np.linalg.norm(centers - centers.mean(0), axis=1).max() or 1.0)
+    if init_points is None:
+        # Uniform in a sphere around the point all cameras look at (least-squares closest point).
+        dirs = cams.cam_to_world[:, :3, 2]
+        a = sum(np.eye(3) - np.outer(d, d) for d in dirs)
+        b = sum((np.eye(3) - np.outer(d, d)) @ c for d, c in zip(dirs, centers))
+        focus = np.linalg.lstsq(a, b, rcond=None)[0]
+        r = 0.5 * float(np.linalg.norm(centers - focus, axis=1).min())
+        v = rng.normal(size=(params.init_count, 3))
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        init_points = focus + v * r * rng.uniform(0, 1, (params.init_count, 1)) ** (1 / 3)
+        init_colors = None
+    gp = _init_params(np.asarray(init_points, np.float64), init_colors, params, dev, rng)
+    lrs = {
+        "means": params.lr_means * scene_scale,
+        "scales": params.lr_scales,
+        "quats": params.lr_quats,
+        "opacities": params.lr_opacities,
+        "sh0": params.lr_sh0,
+        "shN": params.lr_shN,
+    }
+    opts = {k: torch.optim.Adam([gp[k]], lr=lr, eps=1e-15) for k, lr in lrs.items()}
+    decay = 0.01 ** (1.0 / max(1, params.iterations))
+    if params.strategy == "default":
+        strategy = DefaultStrategy(
+            refine_start_iter=params.refine_start, refine_stop_iter=params.refine_stop,
+            refine_every=params.refine_every, reset_every=params.reset_every, verbose=False,
+        )
+        state = strategy.initialize_state(scene_scale=scene_scale)
+    elif params.strategy == "mcmc":
+        strategy = MCMCStrategy(cap_max=params.max_gaussians, refine_start_iter=params.refine_start,
+                                refine_stop_iter=params.refine_stop, refine_every=params.refine_every, verbose=False)
+        state = strategy.initialize_state()
+    else:
+        strategy, state = None, None
+    if strategy is not None:
+        strategy.check_sanity(gp, opts)
+
+    imgs = linear_to_srgb(np.clip(views.images, 0, 1)).astype(np.float32)
+    bg = np.asarray(params.background, np.float32)
+    if views.masks is not None:
+        m = views.masks[..., None]
+        imgs = imgs * m + bg * (1 - m)
+    targets = torch.tensor(imgs, device=dev)
+    viewmats = torch.tensor(cams.world_to_cam, dtype=torch.float32, device=dev)
+    Ks = torch.tensor(cams.K, dtype=torch.float32, device=dev)
+    bg_t = torch.tensor(bg, device=dev)[None]
+    losses: list[float] = []
+    order = rng.permutation(len(views))
+    for step in range(params.iterations):
+        if cancel is not None and cancel():
+            raise CancelledError("splat fit cancelled")
+        i = int(order[step % len(order)])
+        if step % len(order) == len(order) - 1:
+            order = rng.permutation(len(views))
+        degree = min(params.sh_degree, step // max(1, params.sh_interval))
+        colors = torch.cat([gp["sh0"], gp["shN"]], 1)
+        render, alpha, info = rasterization(
+            gp["means"], gp["quats"], torch.exp(gp["scales"]), torch.sigmoid(gp["opacities"]), colors,
+            viewmats[i : i + 1], Ks[i : i + 1], cams.width, cams.height, sh_degree=degree,
+            backgrounds=bg_t, packed=False,
+        )
+        target = targets[i : i + 1]
+        l1 = torch.abs(render - target).mean()
+        loss = (1 - params.ssim_lambda) * l1 + params.ssim_lambda * (1 - ssim(render, target))
+        if strategy is not None:
+            strategy.step_pre_backward(gp, opts, state, step, info)
+        loss.backward()
+        for o in opts.values():
+            o.step()
+            o.zero_grad(set_to_none=True)
+        for g in opts["means"].param_groups:
+            g["lr"] *= decay
+        if isinstance(strategy, DefaultStrategy):
+            strategy.step_post_backward(gp, opts, state, step, info, packed=False)
+        elif isinstance(strategy, MCMCStrategy):
+            strategy.step_post_backward(gp, opts, state, step, info, lr=opts["means"].param_groups[0]["lr"])
+        losses.append(float(loss))
+        if progress is not None and (step % 10 == 0 or step == params.iterations - 1):
+            progress((step + 1) / params.iterations, f"fit {step + 1}/{params.iterations} loss {loss.item():.4f} n={len(gp['means'])}")
+    with torch.no_grad():
+        sh = torch.cat([gp["sh0"], gp["shN"]], 1).cpu().numpy()
+        splats = GaussianSplats(
+            gp["means"].cpu().numpy(), gp["quats"].cpu().numpy(), gp["scales"].cpu().numpy(),
+            gp["opacities"].cpu().numpy(), sh,
+        )
+    return splats, {"losses": losses, "gaussians": len(splats), "device": str(dev)}
+
+
+def render_splats(
+    splats: GaussianSplats, cameras, background=(1.0, 1.0, 1.0), mode: str = "RGB+ED", device: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render splats into every camera. Returns (rgb (N,H,W,3) float32 sRGB, depth (N,H,W) float32
+    expected depth in metres (0 where alpha < 0.5), alpha (N,H,W) float32)."""
+    from studio.renderers.splat_raster import rasterization
+
+    dev = _device(device)
+    t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32, device=dev)  # noqa: E731
+    rgbs, depths, alphas = [], [], []
+    with torch.no_grad():
+        for i in range(len(cameras)):
+            out, alpha, _ = rasterization(
+                t(splats.means), t(splats.quats), t(splats.scales), t(splats.opacities), t(splats.sh),
+                t(cameras.world_to_cam[i : i + 1]), t(cameras.K[i : i + 1]), cameras.width, cameras.height,
+                sh_degree=splats.sh_degree, backgrounds=t([list(background)]), render_mode=mode, packed=False,
+            )
+            out = out[0].cpu().numpy()
+            a = alpha[0, ..., 0].cpu().numpy()
+            rgbs.append(np.clip(out[..., :3], 0, 1))
+            d = out[..., 3]
+            depths.append(np.where(a > 0.5, d, 0.0))
+            alphas.append(a)
+    return np.stack(rgbs), np.stack(depths).astype(np.float32), np.stack(alphas)
