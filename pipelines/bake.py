@@ -389,7 +389,8 @@ def bake_normal_map(
     For every texel of the low-poly atlas, rays from its surface point go along +n and -n; the
     nearer hit on the dense mesh (within max_distance) gives the dense interpolated vertex normal,
     written in the low-poly's tangent frame (x = T = +u, y = B = up the image, z = N) and encoded
-    rgb = 0.5·n + 0.5 as linear uint8 (res×res×3). Texels with no hit get (0,0,1). Set
+    rgb = 0.5·n + 0.5 as linear uint8 (res×res×3). Texels with no hit get (0,0,1); dense normals
+    facing away from the low-poly normal are flipped (winding-agnostic). Set
     `lowpoly_mesh.tangents = compute_tangents(...)` when exporting, so viewers use the same frame."""
     res = int(resolution)
     surf = texel_surface(lowpoly_mesh, res)
@@ -413,6 +414,8 @@ def bake_normal_map(
         bary = np.where(use_in[:, None], b_in, b_out)
         hit = (fid >= 0) & (t_hit <= maxd)
         nd = _unit(np.einsum("kj,kjc->kc", bary[hit], dense_n[dense_f[fid[hit]]]))
+        # a dense mesh wound the other way (normals inwards) still gives outward detail
+        nd = np.where(np.einsum("kc,kc->k", nd, n[hit])[:, None] < 0, -nd, nd)
         loc = np.stack(
             [
                 np.einsum("kc,kc->k", nd, frame.t[sl][hit]),

@@ -373,6 +373,10 @@ def test_normal_map_of_bumpy_sphere_reproduces_bumps():
     assert c_baked > 0.9, (c_baked, c_plain, c_bumps)
     assert c_plain < 0.85, (c_baked, c_plain, c_bumps)
     assert c_bumps > 0.8, (c_baked, c_plain, c_bumps)
+    # a dense mesh wound the other way (inward normals) bakes the same map
+    flipped = Mesh.from_arrays(dense.vertices, dense.faces[:, ::-1])
+    again = bake_normal_map(flipped, low_uv, 256)
+    assert np.abs(again.image.astype(int) - nmap.image.astype(int)).max() <= 1
 
 
 # ----------------------------------------------------------------------------- AO and material
