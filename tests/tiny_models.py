@@ -16,6 +16,23 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+
+def single_thread():
+    """Context for tests: tiny models gain nothing from threads, and on a shared CPU OpenMP
+    spin-waiting across oversubscribed cores makes them 10–100× slower. Restores the old setting."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        old = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+
+    return ctx()
+
 # ---- tokenizers built from in-memory vocabularies ----------------------------------------------
 
 
@@ -80,7 +97,7 @@ def write_bert_tokenizer(folder: Path) -> Path:
 
 
 def build_sd_components(seed: int = 0):
-    """UNet2DConditionModel (32,64) + AutoencoderKL (32,64) + 2-layer CLIPTextModel, random weights."""
+    """UNet2DConditionModel (32,64) + AutoencoderKL (16,32,32) + 2-layer CLIPTextModel, random weights."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -97,14 +114,14 @@ def build_sd_components(seed: int = 0):
         norm_num_groups=16,
     )
     torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
+    vae = AutoencoderKL(  # 3 blocks: 4× down-sampling (SD's has 4 blocks, 8×)
+        block_out_channels=[16, 32, 32],
         in_channels=3,
         out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
         latent_channels=4,
-        norm_num_groups=16,
+        norm_num_groups=8,
     )
     torch.manual_seed(seed + 2)
     text_encoder = CLIPTextModel(
@@ -132,7 +149,8 @@ def save_tiny_sd(folder: Path, seed: int = 0) -> Path:
     """A StableDiffusionPipeline folder (model_index.json + unet/vae/text_encoder/tokenizer/scheduler).
 
     No safety checker (saved as null, as `stable-diffusion-v1-5` community copies do).
-    Pixel size must be a multiple of 2 × 2 (VAE factor 2, UNet one downsample); tests use 32–64 px.
+    Pixel size must be a multiple of 8 (VAE factor 4, UNet one downsample); tests use 32 px (256 px
+    where the invisible watermark needs it).
     """
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
@@ -164,7 +182,7 @@ def save_tiny_controlnet(folder: Path, sd_folder: Path, seed: int = 3) -> Path:
 
     unet = UNet2DConditionModel.from_pretrained(sd_folder, subfolder="unet")
     torch.manual_seed(seed)
-    cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+    cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 32))  # 4×, as the VAE
     with torch.no_grad():
         for block in list(cn.controlnet_down_blocks) + [cn.controlnet_mid_block, cn.controlnet_cond_embedding.conv_out]:
             torch.nn.init.normal_(block.weight, std=0.2)
