@@ -284,7 +284,8 @@ def _set(prog, name: str, value: Any) -> None:
         arr = value.astype(np.float32)
         if arr.ndim == 2 and arr.shape[0] == arr.shape[1]:
             arr = arr.T  # GLSL matrices are column-major
-        u.write(np.ascontiguousarray(arr).tobytes())
+        n = max(1, int(getattr(u, "array_length", 1))) * max(1, int(getattr(u, "dimension", arr.size)))
+        u.write(np.ascontiguousarray(arr).reshape(-1)[:n].tobytes())
     else:
         u.value = value
 
@@ -310,14 +311,15 @@ class _GpuPrimitive:
     mesh: Mesh
     vbo: Any
     ibo: Any
-    vao: Any
     textures: dict[str, tuple[Any, bool]]
     flip_winding: bool
     center_local: np.ndarray
+    vaos: dict[tuple, Any] = field(default_factory=dict)  # one per shader variant it was drawn with
 
     def release(self) -> None:
-        for obj in (self.vao, self.vbo, self.ibo):
+        for obj in (*self.vaos.values(), self.vbo, self.ibo):
             obj.release()
+        self.vaos.clear()
 
 
 @dataclass(eq=False)
@@ -332,6 +334,9 @@ class _GpuAsset:
             p.release()
         for t in self.textures:
             t.release()
+        if self.splats is not None:
+            self.splats.release()
+            self.splats = None
         self.prims.clear()
         self.textures.clear()
 
@@ -357,8 +362,9 @@ class Renderer:
         self.owns_context = ctx is None
         self.ctx = create_headless_context() if ctx is None else ctx
         ctx = self.ctx
-        mesh_vs = _load_shader("mesh.vert")
-        self.mesh_prog = ctx.program(vertex_shader=mesh_vs, fragment_shader=_load_shader("mesh.frag"))
+        self._mesh_vs = _load_shader("mesh.vert")
+        self._mesh_fs = _load_shader("mesh.frag")
+        self._mesh_progs: dict[tuple, Any] = {}
         self.bg_prog = ctx.program(vertex_shader=_load_shader("fullscreen.vert"), fragment_shader=_load_shader("background.frag"))
         self.prefilter_prog = ctx.program(
             vertex_shader=_load_shader("fullscreen.vert"), fragment_shader=_load_shader("prefilter.frag")
@@ -376,10 +382,38 @@ class Renderer:
         self._envs: OrderedDict[str, _GpuEnvironment] = OrderedDict()
         self._fbos: dict[tuple, Any] = {}
         self.max_cached_assets = max_cached_assets
-        for i in range(5):
-            _set(self.mesh_prog, f"u_tex{i}", i)
-        _set(self.mesh_prog, "u_env_spec", 5)
-        _set(self.mesh_prog, "u_brdf_lut", 6)
+
+    def mesh_program(
+        self,
+        mode: int,
+        textures: tuple[bool, ...],
+        alpha_mode: int,
+        has_env: bool,
+        has_light: bool,
+        unlit: bool,
+        double_sided: bool = False,
+        tonemap: int = 0,
+    ):
+        """The mesh program compiled for one feature set (cached): see the defines in mesh.frag."""
+        textures = tuple(bool(t) for t in textures)
+        vertex_sh = has_env and mode == 0 and not textures[2] and not double_sided
+        key = (mode, textures, alpha_mode, bool(has_env), bool(has_light), bool(unlit), vertex_sh, int(tonemap))
+        prog = self._mesh_progs.get(key)
+        if prog is None:
+            defines = [f"#define MODE {mode}", f"#define ALPHA_MODE {alpha_mode}", f"#define HAS_ENV {int(has_env)}",
+                       f"#define HAS_LIGHT {int(has_light)}", f"#define MAT_UNLIT {int(unlit)}",
+                       f"#define VERTEX_SH {int(vertex_sh)}", f"#define TONEMAP {int(tonemap)}"]
+            defines += [f"#define HAS_TEX{i} {int(t)}" for i, t in enumerate(textures)]
+            head = "#version 330 core\n" + "\n".join(defines) + "\n"
+            fs = self._mesh_fs.replace("#version 330 core\n", head, 1)
+            vs = self._mesh_vs.replace("#version 330 core\n", head, 1)
+            prog = self.ctx.program(vertex_shader=vs, fragment_shader=fs)
+            for i in range(5):
+                _set(prog, f"u_tex{i}", i)
+            _set(prog, "u_env_spec", 5)
+            _set(prog, "u_brdf_lut", 6)
+            self._mesh_progs[key] = prog
+        return key, prog
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> "Renderer":
@@ -400,6 +434,9 @@ class Renderer:
             for obj in fb:
                 obj.release()
         self._fbos.clear()
+        for prog in self._mesh_progs.values():
+            prog.release()
+        self._mesh_progs.clear()
         if self.owns_context and self.ctx is not None:
             self.ctx.release()
             self.ctx = None
@@ -451,13 +488,6 @@ class Renderer:
             data, idx = prepared
             vbo = self.ctx.buffer(data.tobytes())
             ibo = self.ctx.buffer(idx.tobytes())
-            vao = self.ctx.vertex_array(
-                self.mesh_prog,
-                [(vbo, "3f 3f 4f 2f 2f 4f", "in_pos", "in_normal", "in_tangent", "in_uv0", "in_uv1", "in_color")],
-                index_buffer=ibo,
-                index_element_size=4,
-                skip_errors=True,
-            )
             texs: dict[str, tuple[Any, bool]] = {}
             for slot in SLOTS:
                 tex = getattr(mat, slot, None)
@@ -474,7 +504,6 @@ class Renderer:
                     mesh=mesh,
                     vbo=vbo,
                     ibo=ibo,
-                    vao=vao,
                     textures=texs,
                     flip_winding=bool(np.linalg.det(mesh.transform[:3, :3]) < 0),
                     center_local=(used.min(0) + used.max(0)) / 2,
@@ -621,26 +650,25 @@ class Renderer:
             genv.spec.use(5)
             self.empty_vao.render(mgl.TRIANGLES, vertices=3)
 
-        p = self.mesh_prog
-        mode = DEBUG_VIEWS[debug_view] or (1 if lighting == "unlit" else 0)
-        _set(p, "u_mode", mode)
-        _set(p, "u_tonemap", TONE_MAPPINGS[tone_mapping])
-        _set(p, "u_exposure", float(exposure))
-        _set(p, "u_camera_pos", tuple(float(x) for x in c2w[:3, 3]))
-        _set(p, "u_proj", proj)
-        _set(p, "u_has_env", genv is not None)
-        if genv is not None:
+        mode = 4 if geometry_pass else (DEBUG_VIEWS[debug_view] or (1 if lighting == "unlit" else 0))
+        light = directional_light if lighting == "ibl" and not geometry_pass else None
+        frame: dict[str, Any] = {
+            "u_tonemap": TONE_MAPPINGS[tone_mapping],
+            "u_exposure": float(exposure),
+            "u_camera_pos": tuple(float(x) for x in c2w[:3, 3]),
+            "u_proj": proj,
+        }
+        has_env = genv is not None and mode == 0
+        if has_env:
             genv.spec.use(5)
             self.lut.use(6)
-            _set(p, "u_sh", genv.sh)
-            _set(p, "u_env_intensity", float(env.intensity))
-            _set(p, "u_env_rot", env_rot)
-            _set(p, "u_env_max_lod", genv.max_lod)
-        light = directional_light
-        _set(p, "u_has_light", light is not None and lighting == "ibl")
+            frame.update(u_sh=genv.sh, u_env_intensity=float(env.intensity), u_env_rot=env_rot, u_env_max_lod=genv.max_lod)
+        else:
+            self.lut.use(6)
         if light is not None:
-            _set(p, "u_light_dir", tuple(float(x) for x in light.direction))
-            _set(p, "u_light_radiance", tuple(float(c) * float(light.intensity) for c in light.color))
+            frame["u_light_dir"] = tuple(float(x) for x in light.direction)
+            frame["u_light_radiance"] = tuple(float(c) * float(light.intensity) for c in light.color)
+        features = (mode, has_env, light is not None, TONE_MAPPINGS[tone_mapping])
 
         ctx.enable(mgl.DEPTH_TEST)
         ctx.depth_func = "<"
@@ -653,37 +681,24 @@ class Renderer:
             blended.sort(key=depth_of, reverse=True)
         ctx.disable(mgl.BLEND)
         for prim in opaque:
-            self._draw_prim(prim, w2c)
+            self._draw_prim(prim, w2c, frame, features)
         if blended:
             if not geometry_pass:
                 ctx.enable(mgl.BLEND)
                 ctx.blend_func = (mgl.SRC_ALPHA, mgl.ONE_MINUS_SRC_ALPHA, mgl.ONE, mgl.ONE_MINUS_SRC_ALPHA)
             for prim in blended:
-                self._draw_prim(prim, w2c)
+                self._draw_prim(prim, w2c, frame, features)
         if g.splats is not None and not geometry_pass:
             g.splats.draw(K, c2w, width, height, near, far, TONE_MAPPINGS[tone_mapping], float(exposure))
         ctx.wireframe = False
         ctx.disable(mgl.BLEND | mgl.CULL_FACE)
         ctx.front_face = "ccw"
 
-    def _draw_prim(self, prim: _GpuPrimitive, w2c: np.ndarray) -> None:
+    def _draw_prim(self, prim: _GpuPrimitive, w2c: np.ndarray, frame: dict[str, Any], features: tuple) -> None:
         mgl = self._mgl
         ctx = self.ctx
-        p = self.mesh_prog
         mat = prim.mesh.material
-        model = prim.mesh.transform
-        _set(p, "u_model", model)
-        _set(p, "u_view_model", w2c @ model)
-        _set(p, "u_normal_matrix", np.linalg.inv(model[:3, :3]).T)
-        _set(p, "u_base_color_factor", tuple(float(x) for x in mat.base_color_factor))
-        _set(p, "u_metallic_factor", float(mat.metallic_factor))
-        _set(p, "u_roughness_factor", float(mat.roughness_factor))
-        _set(p, "u_emissive", tuple(float(x) * float(mat.emissive_strength) for x in mat.emissive_factor))
-        _set(p, "u_normal_scale", float(mat.normal_scale))
-        _set(p, "u_occlusion_strength", float(mat.occlusion_strength))
-        _set(p, "u_alpha_mode", {"OPAQUE": 0, "MASK": 1, "BLEND": 2}[mat.alpha_mode])
-        _set(p, "u_alpha_cutoff", float(mat.alpha_cutoff))
-        _set(p, "u_mat_unlit", bool(mat.unlit))
+        mode, has_env, has_light, tonemap = features
         has, texcoord, uvmat, mirror = [], [], [], []
         for i, slot in enumerate(SLOTS):
             tex = getattr(mat, slot, None)
@@ -705,7 +720,21 @@ class Renderer:
             mirror.append(
                 (0.0, 0.0) if gl[1] else (float(s.wrap_s == MIRRORED_REPEAT), float(s.wrap_t == MIRRORED_REPEAT))
             )
-        _set_array(p, "u_has_tex", np.array(has, np.int32), 1)
+        alpha_mode = {"OPAQUE": 0, "MASK": 1, "BLEND": 2}[mat.alpha_mode]
+        key, p = self.mesh_program(mode, tuple(has), alpha_mode, has_env, has_light, bool(mat.unlit), bool(mat.double_sided), tonemap)
+        for name, value in frame.items():
+            _set(p, name, value)
+        model = prim.mesh.transform
+        _set(p, "u_model", model)
+        _set(p, "u_view_model", w2c @ model)
+        _set(p, "u_normal_matrix", np.linalg.inv(model[:3, :3]).T)
+        _set(p, "u_base_color_factor", tuple(float(x) for x in mat.base_color_factor))
+        _set(p, "u_metallic_factor", float(mat.metallic_factor))
+        _set(p, "u_roughness_factor", float(mat.roughness_factor))
+        _set(p, "u_emissive", tuple(float(x) * float(mat.emissive_strength) for x in mat.emissive_factor))
+        _set(p, "u_normal_scale", float(mat.normal_scale))
+        _set(p, "u_occlusion_strength", float(mat.occlusion_strength))
+        _set(p, "u_alpha_cutoff", float(mat.alpha_cutoff))
         _set_array(p, "u_texcoord", np.array(texcoord, np.int32), 1)
         _set_array(p, "u_uvmat", np.stack([m.T for m in uvmat]).astype(np.float32), 9)
         _set_array(p, "u_mirror", np.array(mirror, np.float32), 2)
@@ -715,7 +744,17 @@ class Renderer:
             ctx.enable(mgl.CULL_FACE)
             ctx.cull_face = "back"
         ctx.front_face = "cw" if prim.flip_winding else "ccw"
-        prim.vao.render(mgl.TRIANGLES)
+        vao = prim.vaos.get(key)
+        if vao is None:
+            vao = ctx.vertex_array(
+                p,
+                [(prim.vbo, "3f 3f 4f 2f 2f 4f", "in_pos", "in_normal", "in_tangent", "in_uv0", "in_uv1", "in_color")],
+                index_buffer=prim.ibo,
+                index_element_size=4,
+                skip_errors=True,
+            )
+            prim.vaos[key] = vao
+        vao.render(mgl.TRIANGLES)
 
     def render(
         self,
@@ -785,13 +824,14 @@ class Renderer:
                 a = rgba[..., 3].astype(np.float32) / 255.0
                 res.alpha[i] = a
                 if res.rgb is not None:
+                    res.rgb[i] = rgba[..., :3]
                     if bg_rgb is None and not (isinstance(background, str) and background == "environment"):
-                        straight = np.where(
-                            a[..., None] > 0, rgba[..., :3].astype(np.float32) / np.maximum(a[..., None], 1e-6), 0.0
-                        )
-                        res.rgb[i] = np.clip(np.round(straight), 0, 255).astype(np.uint8)
-                    else:
-                        res.rgb[i] = rgba[..., :3]
+                        # un-premultiply where coverage is partial (opaque and empty pixels are exact already)
+                        a8 = rgba[..., 3]
+                        part = (a8 > 0) & (a8 < 255)
+                        if part.any():
+                            c = rgba[..., :3][part].astype(np.float32) * (255.0 / a8[part, None].astype(np.float32))
+                            res.rgb[i][part] = np.clip(np.round(c), 0, 255).astype(np.uint8)
             if want_geom:
                 fbo, _col, nrm, dep, _db = self._geom_fbo(w, h)
                 fbo.use()

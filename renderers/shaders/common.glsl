@@ -38,14 +38,28 @@ vec3 pbr_neutral(vec3 color) {
     float g = 1.0 - 1.0 / (Desaturation * (peak - newPeak) + 1.0);
     return mix(color, vec3(newPeak), g);
 }
-uniform int u_tonemap;   // 0 none, 1 ACES filmic (three.js), 2 Khronos PBR neutral
 uniform float u_exposure;
+#ifdef TONEMAP
+// chosen at compile time (mesh programs): 0 none, 1 ACES filmic (three.js), 2 Khronos PBR neutral
+vec3 tonemap(vec3 c) {
+    c *= u_exposure;
+#if TONEMAP == 1
+    return aces_filmic(c);
+#elif TONEMAP == 2
+    return pbr_neutral(c);
+#else
+    return c;
+#endif
+}
+#else
+uniform int u_tonemap;   // 0 none, 1 ACES filmic (three.js), 2 Khronos PBR neutral
 vec3 tonemap(vec3 c) {
     c *= u_exposure;
     if (u_tonemap == 1) return aces_filmic(c);
     if (u_tonemap == 2) return pbr_neutral(c);
     return c;
 }
+#endif
 
 // equirect: direction -> (u, v) with v = 0 at the top row (first row uploaded), three.js layout
 vec2 dir_to_equirect(vec3 d) {

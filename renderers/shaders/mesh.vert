@@ -1,6 +1,9 @@
 #version 330 core
 // Mesh vertex shader. Camera space is OpenCV (x right, y down, z forward); u_proj maps it to clip
-// space reproducing the intrinsics K exactly (see raster.projection_from_K).
+// space reproducing the intrinsics K exactly (see raster.projection_from_K). Compiled with the
+// same feature defines as mesh.frag; VERTEX_SH evaluates the SH9 diffuse irradiance per vertex
+// (single-sided materials without a normal map).
+//#include common.glsl
 in vec3 in_pos;
 in vec3 in_normal;
 in vec4 in_tangent;
@@ -20,6 +23,11 @@ out vec2 v_uv0;
 out vec2 v_uv1;
 out vec4 v_color;
 out float v_depth;
+#if VERTEX_SH
+uniform vec3 u_sh[9];
+uniform mat3 u_env_rot;
+out vec3 v_irradiance;
+#endif
 
 void main() {
     vec4 w = u_model * vec4(in_pos, 1.0);
@@ -31,5 +39,8 @@ void main() {
     v_uv0 = in_uv0;
     v_uv1 = in_uv1;
     v_color = in_color;
+#if VERTEX_SH
+    v_irradiance = max(sh9(u_sh, u_env_rot * normalize(v_normal)), vec3(0.0));
+#endif
     gl_Position = u_proj * c;
 }
