@@ -420,8 +420,10 @@ def run_openxr_viewer(
     or select one), InvalidAssetError for an unreadable file.
     """
     from .environment import builtin_environment
+    from .openxr_session import probe_runtime
     from .raster import Renderer
 
+    probe_runtime()  # no runtime: say so before parsing a possibly large file
     scene = SceneState()
     asset = _load_asset(asset_or_path)
     if asset is not None:
