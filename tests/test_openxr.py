@@ -249,60 +249,120 @@ def test_monado_session_renders_asset_in_both_eyes(monado_env):
             assert diff.mean() < 0.5 and (diff > 8).mean() < 0.002, (diff.mean(), (diff > 8).mean())
 
 
+class _StreamServer:
+    """A local scene stream for the viewer: HTTP for the GLB, a WebSocket whose `handler(ws, n)`
+    gets each connection and its 1-based number."""
+
+    def __init__(self, folder: Path, handler):
+        import functools
+        import http.server
+
+        from websockets.sync.server import serve
+
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+        )
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.connections = 0
+
+        def on_connect(ws):
+            self.connections += 1
+            handler(ws, self.connections)
+
+        self.ws = serve(on_connect, "127.0.0.1", 0)
+        threading.Thread(target=self.ws.serve_forever, daemon=True).start()
+        self.url = f"ws://127.0.0.1:{self.ws.socket.getsockname()[1]}/v1/scene/ws"
+        self.asset_url = f"http://127.0.0.1:{self.httpd.server_port}/box.glb"
+
+    def close(self):
+        self.ws.shutdown()
+        self.httpd.shutdown()
+
+
+def _hold(ws):
+    try:
+        ws.recv(timeout=60)
+    except Exception:  # noqa: BLE001 - the viewer closing the socket ends the handler
+        pass
+
+
 @pytest.mark.openxr
 @needs_runtime
 def test_monado_follows_the_scene_stream(monado_env, tmp_path):
-    """A local WebSocket stream sends a snapshot (a red box served over HTTP), then a material
-    delta turning it green: the swapchain pixels follow."""
-    import http.server
-    import functools
-
-    from websockets.sync.server import serve
-
+    """A local WebSocket stream sends a snapshot (a box served over HTTP) and a material delta
+    turning it red, then — once red is on screen — one turning it green: the swapchain pixels follow."""
     from studio.assets import io
     from studio.renderers.openxr import run_openxr_viewer
 
     io.save(_box(), tmp_path / "box.glb")
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    )
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     go_green = threading.Event()
 
-    def handler(ws):
-        ws.send(json.dumps({"type": "snapshot", "seq": 1, "assets": [
-            {"id": "box", "url": f"http://127.0.0.1:{httpd.server_port}/box.glb"}]}))
+    def handler(ws, n):
+        ws.send(json.dumps({"type": "snapshot", "seq": 1, "assets": [{"id": "box", "url": srv.asset_url}]}))
         ws.send(json.dumps({"type": "material", "seq": 2, "id": "box", "material": 0,
                             "params": {"base_color_factor": [1, 0, 0, 1]}}))
         go_green.wait(60)
         ws.send(json.dumps({"type": "material", "seq": 3, "id": "box", "material": 0,
                             "params": {"base_color_factor": [0, 1, 0, 1]}}))
-        try:
-            ws.recv(timeout=60)
-        except Exception:  # noqa: BLE001 - the viewer closing the socket ends the handler
-            pass
+        _hold(ws)
 
-    server = serve(handler, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"ws://127.0.0.1:{server.socket.getsockname()[1]}/v1/scene/ws"
+    srv = _StreamServer(tmp_path, handler)
     colours = {}
 
     def on_frame(info):
         m = _asset_mask(info.images[0])
         if info.stream_seq >= 2 and m.mean() > 0.01:
-            mean = info.images[0][m][:, :3].mean(axis=0)
-            colours.setdefault(info.stream_seq, mean)
+            colours.setdefault(info.stream_seq, info.images[0][m][:, :3].mean(axis=0))
             go_green.set()
         if 3 in colours or info.index > 400:
             return False
 
     try:
-        stats = run_openxr_viewer(None, stream_url=url, on_frame=on_frame, capture=True, msaa=1,
-                                  background=BG, environment=None)
+        stats = run_openxr_viewer(None, stream_url=srv.url, on_frame=on_frame, capture=True, msaa=1, background=BG)
     finally:
-        server.shutdown()
-        httpd.shutdown()
+        srv.close()
     assert stats.exit_reason == "on_frame" and stats.states[-1] == "EXITING"
     assert stats.stream_seq == 3 and stats.stream_updates == 3
     red, green = colours[2], colours[3]
     assert red[0] > red[1] + 40 and green[1] > green[0] + 40, (red, green)
+
+
+@pytest.mark.openxr
+@needs_runtime
+def test_monado_stream_gap_resubscribes_for_a_snapshot(monado_env, tmp_path):
+    """A delta that skips a sequence number is not applied; the viewer reconnects and the fresh
+    snapshot it gets is what is drawn."""
+    from studio.assets import io
+    from studio.renderers.openxr import run_openxr_viewer
+
+    io.save(_box(), tmp_path / "box.glb")
+
+    def handler(ws, n):
+        if n == 1:
+            ws.send(json.dumps({"type": "snapshot", "seq": 1, "assets": [{"id": "box", "url": srv.asset_url}]}))
+            ws.send(json.dumps({"type": "material", "seq": 3, "id": "box", "material": 0,
+                                "params": {"base_color_factor": [1, 0, 0, 1]}}))  # seq 2 never came
+        else:
+            ws.send(json.dumps({"type": "snapshot", "seq": 9, "assets": [
+                {"id": "box2", "url": srv.asset_url, "transform": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0.05, 0, 1]}]}))
+        _hold(ws)
+
+    srv = _StreamServer(tmp_path, handler)
+    seen = []
+
+    def on_frame(info):
+        if info.stream_seq == 9:
+            seen.append(info.images[0])
+            return False
+        if info.index > 400:
+            return False
+
+    try:
+        stats = run_openxr_viewer(None, stream_url=srv.url, on_frame=on_frame, capture=True, msaa=1, background=BG)
+    finally:
+        srv.close()
+    assert srv.connections == 2 and stats.stream_seq == 9 and seen
+    m = _asset_mask(seen[0])
+    assert m.mean() > 0.01
+    col = seen[0][m][:, :3].mean(axis=0)
+    assert abs(float(col[0]) - float(col[1])) < 25, col  # the skipped red delta was never applied
