@@ -9,7 +9,7 @@ gsplat's CUDA kernels do not load on CPU, so this module re-implements
 - SH colours: gsplat's own ``_spherical_harmonics`` torch reference;
 - tile binning: vectorised torch, same int64 keys (image | tile | float32 depth bits) and
   stable sort as gsplat, so the front-to-back order per tile is gsplat's;
-- compositing and its backward: a small C++/OpenMP kernel (compiled once with g++, cached,
+- compositing and its backward: a small C++ kernel on plain threads (compiled once with g++, cached,
   called through ctypes; float32 and float64), or a vectorised-torch fallback when no
   compiler is available. Constants match gsplat: alpha = min(0.999, o·exp(-σ)), skipped
   when σ < 0 or alpha < 1/255, a pixel stops before the Gaussian that would bring its
@@ -399,7 +399,7 @@ def _isect_tiles_cpp(means2d, radii, depths, image_ids, n_images, tile_size, til
 
 
 # ----------------------------------------------------------------------------------------
-# C++/OpenMP compositor (ctypes)
+# C++ kernels (ctypes)
 # ----------------------------------------------------------------------------------------
 
 _CPP_SOURCE = r"""
@@ -408,9 +408,27 @@ _CPP_SOURCE = r"""
 #include <vector>
 #include <algorithm>
 #include <cstring>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <atomic>
+#include <thread>
+
+// Dynamic parallel for on plain threads that block on join: no spinning workers left
+// behind (OpenMP's spin-wait doubled wall time on a shared, oversubscribed machine).
+template <typename F>
+static void parallel_for(int64_t n, int nthreads, int64_t chunk, F&& body) {
+  if (nthreads <= 1 || n <= chunk) { if (n > 0) body((int64_t)0, n); return; }
+  std::atomic<int64_t> next(0);
+  auto work = [&]() {
+    for (;;) {
+      const int64_t b = next.fetch_add(chunk);
+      if (b >= n) break;
+      body(b, std::min(n, b + chunk));
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int i = 1; i < nthreads; ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+}
 
 constexpr int GS = 9;  // per-Gaussian record: x, y, conic(3), opacity, sigma bound, half extents(2)
 template <typename S> struct Consts;
@@ -477,12 +495,10 @@ static void fwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
                 const int32_t* offsets, const int32_t* flat,
                 S* out_col, S* out_T, int32_t* out_last, int nthreads) {
   const int64_t ntiles = (int64_t)I * th * tw;
-  #pragma omp parallel num_threads(nthreads)
-  {
+  parallel_for(ntiles, nthreads, 1, [&](int64_t t0, int64_t t1) {
     std::vector<S> g, c, acc(D);
     std::vector<std::vector<int32_t>> lists;
-    #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < ntiles; ++t) {
+    for (int64_t t = t0; t < t1; ++t) {
       const int img = (int)(t / ((int64_t)th * tw));
       const int tid = (int)(t % ((int64_t)th * tw));
       const int ty = tid / tw, tx = tid % tw;
@@ -525,7 +541,7 @@ static void fwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
         }
       }
     }
-  }
+  });
 }
 
 // Gradients are written per intersection entry (each belongs to exactly one tile, so no
@@ -537,12 +553,10 @@ static void bwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
                 const S* out_T, const int32_t* out_last, const S* v_col, const S* v_alpha,
                 S* g_xy, S* g_conic, S* g_opac, S* g_col, S* g_abs, int nthreads) {
   const int64_t ntiles = (int64_t)I * th * tw;
-  #pragma omp parallel num_threads(nthreads)
-  {
+  parallel_for(ntiles, nthreads, 1, [&](int64_t t0, int64_t t1) {
     std::vector<S> g, c, buf(D);
     std::vector<std::vector<int32_t>> lists;
-    #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < ntiles; ++t) {
+    for (int64_t t = t0; t < t1; ++t) {
       const int img = (int)(t / ((int64_t)th * tw));
       const int tid = (int)(t % ((int64_t)th * tw));
       const int ty = tid / tw, tx = tid % tw;
@@ -615,7 +629,7 @@ static void bwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
         }
       }
     }
-  }
+  });
 }
 
 
@@ -689,8 +703,8 @@ static void proj_fwd(int B, int C, int N, const S* means, const S* quats, const 
                      const S* opac, const S* viewmats, const S* Ks, int W, int H, S eps2d,
                      S near_plane, S far_plane, S radius_clip, int calc_comp,
                      int32_t* radii, S* means2d, S* depths, S* conics, S* comp, int nthreads) {
-  #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t bn = 0; bn < (int64_t)B * N; ++bn) {
+  parallel_for((int64_t)B * N, nthreads, 2048, [&](int64_t b0, int64_t b1) {
+  for (int64_t bn = b0; bn < b1; ++bn) {
     const int b = (int)(bn / N), n = (int)(bn % N);
     ProjCtx<S> P;
     for (int cam = 0; cam < C; ++cam) {
@@ -725,6 +739,7 @@ static void proj_fwd(int B, int C, int N, const S* means, const S* quats, const 
       if (comp && calc_comp) comp[o] = cp;
     }
   }
+  });
 }
 
 template <typename S>
@@ -733,8 +748,8 @@ static void proj_bwd(int B, int C, int N, const S* means, const S* quats, const 
                      const int32_t* radii, const S* v_means2d, const S* v_depths,
                      const S* v_conics, const S* v_comp,
                      S* v_means, S* v_quats, S* v_scales, int nthreads) {
-  #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t bn = 0; bn < (int64_t)B * N; ++bn) {
+  parallel_for((int64_t)B * N, nthreads, 2048, [&](int64_t b0, int64_t b1) {
+  for (int64_t bn = b0; bn < b1; ++bn) {
     const int b = (int)(bn / N);
     const int n = (int)(bn % N);
     S vmean[3] = {0, 0, 0}, vM[3][3] = {{0}}, haveM = 0;
@@ -828,6 +843,7 @@ static void proj_bwd(int B, int C, int N, const S* means, const S* quats, const 
     const S dot = w * vq[0] + x * vq[1] + y * vq[2] + z * vq[3];
     for (int j = 0; j < 4; ++j) v_quats[bn * 4 + j] = (vq[j] - P.qn[j] * dot) * P.inv_norm;
   }
+  });
 }
 
 
@@ -890,8 +906,8 @@ template <typename S>
 static void sh_fwd(int B, int C, int N, int K, int deg, int per_cam, const S* means,
                    const S* campos, const S* coeffs, const int32_t* radii, S* colors, int nthreads) {
   const int nb = (deg + 1) * (deg + 1);
-  #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t bn = 0; bn < (int64_t)B * N; ++bn) {
+  parallel_for((int64_t)B * N, nthreads, 2048, [&](int64_t b0, int64_t b1) {
+  for (int64_t bn = b0; bn < b1; ++bn) {
     const int b = (int)(bn / N), n = (int)(bn % N);
     S bases[25];
     for (int cam = 0; cam < C; ++cam) {
@@ -910,6 +926,7 @@ static void sh_fwd(int B, int C, int N, int K, int deg, int per_cam, const S* me
       }
     }
   }
+  });
 }
 
 template <typename S>
@@ -917,8 +934,8 @@ static void sh_bwd(int B, int C, int N, int K, int deg, int per_cam, const S* me
                    const S* campos, const S* coeffs, const int32_t* radii, const S* colors,
                    const S* v_colors, S* v_coeffs, S* v_means, int nthreads) {
   const int nb = (deg + 1) * (deg + 1);
-  #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t bn = 0; bn < (int64_t)B * N; ++bn) {
+  parallel_for((int64_t)B * N, nthreads, 2048, [&](int64_t b0, int64_t b1) {
+  for (int64_t bn = b0; bn < b1; ++bn) {
     const int b = (int)(bn / N), n = (int)(bn % N);
     Dual<S> bases[25];
     S vm[3] = {0, 0, 0};
@@ -952,6 +969,7 @@ static void sh_bwd(int B, int C, int N, int K, int deg, int per_cam, const S* me
     }
     for (int i = 0; i < 3; ++i) v_means[bn * 3 + i] = vm[i];
   }
+  });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1091,7 +1109,7 @@ void bin_fill_f64(int64_t M, const double* xy, const int32_t* r, const double* d
 }
 """
 
-_CXX_FLAGS = ["-O3", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+_CXX_FLAGS = ["-O3", "-fno-math-errno", "-pthread", "-shared", "-fPIC", "-std=c++17"]
 _lib_lock = threading.Lock()
 _lib: Any = None
 _lib_error: Optional[str] = None
