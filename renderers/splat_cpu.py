@@ -1450,10 +1450,11 @@ def rasterization_cpu(
 
     # colours per (image, gaussian) as (B,C,N,D)
     if sh_degree is None:
+        D = colors.shape[-1]
         if colors.dim() == len(batch_dims) + 2:
-            cols = colors.reshape(B, 1, N, -1).expand(B, C, N, colors.shape[-1])
+            cols = colors.reshape(B, 1, N, D).expand(B, C, N, D)
         else:
-            cols = colors.reshape(B, C, N, -1)
+            cols = colors.reshape(B, C, N, D)
     else:
         K = colors.shape[-2]
         campos = torch.inverse(viewmats.reshape(B, C, 4, 4).to(dt))[..., :3, 3]  # (B,C,3)
