@@ -17,13 +17,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers (pytest runs with --import-mode=importlib)
-from tiny_models import save_tiny_controlnet, save_tiny_lora, save_tiny_sd, single_thread  # noqa: E402
+from tiny_models import (save_tiny_controlnet, save_tiny_ip_adapter, save_tiny_lora, save_tiny_sd,  # noqa: E402
+                         single_thread)
 
 from studio.errors import BlockedContentError, CancelledError, ModelUnavailableError  # noqa: E402
 from studio.models import PipelineCache, register  # noqa: E402
 from studio.pipeline import ParamsError  # noqa: E402
 from studio.pipelines import generation_common as gc  # noqa: E402
-from studio.pipelines.text_to_image import (SCHEDULERS, ControlNetRef, LoraRef, TextToImageParams,  # noqa: E402
+from studio.pipelines.text_to_image import (SCHEDULERS, ControlNetRef, IPAdapterRef, LoraRef,  # noqa: E402
+                                            TextToImageParams,
                                             generate_image_files, generate_images, text_to_image)
 
 CACHE = PipelineCache()
@@ -45,6 +47,7 @@ def tiny(tmp_path_factory, one_thread):
         "controlnet": save_tiny_controlnet(root / "controlnet", sd),
         "lora_a": save_tiny_lora(root / "lora_a", sd, seed=5),
         "lora_b": save_tiny_lora(root / "lora_b", sd, seed=6),
+        "ip_adapter": save_tiny_ip_adapter(root / "ip_adapter", sd),
     }
 
 
@@ -56,6 +59,7 @@ def studio_env(tmp_path, monkeypatch, tiny):
     models = tmp_path / "models"
     models.mkdir()
     (models / "tiny-sd").symlink_to(tiny["sd"], target_is_directory=True)
+    (models / "ip-adapter").symlink_to(tiny["ip_adapter"], target_is_directory=True)  # the built-in name
     monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("STUDIO_MODELS", str(models))
     monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path / "hf"))
@@ -159,6 +163,16 @@ def test_controlnet_conditioning_is_applied(tiny):
     b = run(controlnet=ControlNetRef(str(tiny["controlnet"]), 255 - ctrl))
     assert not np.array_equal(a, b)  # the control image itself matters
     assert np.array_equal(run(), ref)
+
+
+def test_ip_adapter_image_prompt_is_applied_and_removed():
+    ref = base_image()
+    # built-in "ip-adapter" → $STUDIO_MODELS/ip-adapter/models/ip-adapter_sd15.safetensors + models/image_encoder
+    a = run(ip_adapter=IPAdapterRef("ip-adapter", np.full((40, 40, 3), 200, np.uint8), scale=1.0))
+    assert np.abs(a.astype(int) - ref).mean() > 0.5
+    b = run(ip_adapter=IPAdapterRef("ip-adapter", np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8), scale=1.0))
+    assert not np.array_equal(a, b)  # the prompt image matters
+    assert np.array_equal(run(), ref)  # unloaded after the job
 
 
 def test_progress_per_step_and_cancel_between_steps():

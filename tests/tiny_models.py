@@ -254,3 +254,47 @@ def save_tiny_blip(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
         p.unlink()
     tok_dir.rmdir()
     return folder
+
+
+# ---- IP-Adapter (h94/IP-Adapter layout: models/<weights>.safetensors + models/image_encoder/) ----------
+
+
+def save_tiny_ip_adapter(folder: Path, sd_folder: Path, seed: int = 7, image_size: int = 32) -> Path:
+    """An IP-Adapter for the tiny UNet in h94/IP-Adapter's layout: `models/ip-adapter_sd15.safetensors`
+    (image_proj: 4 image tokens from the CLIP image embedding; ip_adapter: to_k_ip/to_v_ip for every
+    cross-attention, numbered 1, 3, 5, … as the original checkpoints) and `models/image_encoder/`
+    (a 2-layer CLIPVisionModelWithProjection)."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    unet_cfg = UNet2DConditionModel.load_config(sd_folder, subfolder="unet")
+    cross = unet_cfg["cross_attention_dim"]
+    torch.manual_seed(seed)
+    enc = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=image_size,
+        patch_size=8, projection_dim=32))
+    enc.save_pretrained(folder / "models" / "image_encoder")
+    unet = UNet2DConditionModel.from_config(unet_cfg)
+    g = torch.Generator().manual_seed(seed)
+    sd = {
+        "image_proj.proj.weight": torch.randn(4 * cross, 32, generator=g) * 0.2,
+        "image_proj.proj.bias": torch.zeros(4 * cross),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    key = 1
+    blocks = list(unet_cfg["block_out_channels"])
+    for name in unet.attn_processors:
+        if name.endswith("attn2.processor"):
+            if name.startswith("mid_block"):
+                hidden = blocks[-1]
+            elif name.startswith("up_blocks"):
+                hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
+            else:
+                hidden = blocks[int(name[len("down_blocks.")])]
+            sd[f"ip_adapter.{key}.to_k_ip.weight"] = torch.randn(hidden, cross, generator=g) * 0.3
+            sd[f"ip_adapter.{key}.to_v_ip.weight"] = torch.randn(hidden, cross, generator=g) * 0.3
+            key += 2
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / "models" / "ip-adapter_sd15.safetensors"))
+    return folder
