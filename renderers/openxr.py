@@ -11,10 +11,10 @@ The session state machine is handled in full (READY → begin, STOPPING → end,
 → leave); the viewer ends with `xrRequestExitSession` after `frames` frames, when `on_frame`
 returns False, on Ctrl-C, or when the runtime ends the session — never by breaking out of a frame.
 
-Scene stream (`stream_url`, the studio's `/v1/scene/ws`): see `SceneState.apply` for the messages
-understood (snapshot, then deltas with sequence numbers). TODO(scene-stream): the server side is
-being written in parallel; the message shapes here follow issue #9 and must be checked against it
-(`SceneState.apply` is the only place to adapt).
+Scene stream (`stream_url`, the studio's `/v1/scene/ws`, studio/scene_stream.py): a snapshot, then
+deltas with sequence numbers, applied between frames (see `ViewerScene.apply`); assets are fetched
+and parsed on the stream's thread. The stream's environment (background colour, exposure) wins
+over the viewer's defaults.
 """
 from __future__ import annotations
 
@@ -118,8 +118,8 @@ class SceneItem:
 
 
 def _matrix(value: Any) -> np.ndarray:
-    """(4,4) float64 from 16 numbers (column-major, as glTF / three.js Matrix4.elements) or a
-    nested 4×4 list (row-major). Raises ValueError otherwise."""
+    """(4,4) float64 from 16 numbers (column-major, as glTF / three.js Matrix4.elements and the
+    scene stream) or a nested 4×4 list (row-major). Raises ValueError otherwise."""
     a = np.asarray(value, np.float64)
     if a.shape == (16,):
         a = a.reshape(4, 4).T
@@ -128,24 +128,45 @@ def _matrix(value: Any) -> np.ndarray:
     return a
 
 
-class SceneState:
-    """The scene the viewer draws: items by id, the environment, and the stream's sequence number.
+# scene-stream material override keys → glTF material factors (all linear)
+MATERIAL_OVERRIDES = {
+    "base_color": ("base_color_factor", 4),
+    "metallic": ("metallic_factor", 0),
+    "roughness": ("roughness_factor", 0),
+    "emissive": ("emissive_factor", 3),
+}
 
-    `apply(msg)` takes one decoded stream message (dict) whose assets were already resolved by
-    `SceneStreamClient` ("asset" key holding an Asset):
-      {"type": "snapshot", "seq": n, "assets": [{"id", "url", "transform"?, "visible"?}], "environment"?}
-      {"type": "asset_added" | "asset_replaced", "seq", "id", "url", "transform"?}
+
+def apply_material_overrides(asset: Asset, overrides: dict[str, Any]) -> None:
+    """Set the stream's material overrides (base_color RGBA, metallic, roughness, emissive RGB;
+    linear) on every material of `asset`, in place. Unknown keys are ignored."""
+    for key, value in (overrides or {}).items():
+        if key not in MATERIAL_OVERRIDES:
+            continue
+        attr, n = MATERIAL_OVERRIDES[key]
+        v = tuple(float(x) for x in value)[:n] if n else float(value)
+        for mesh in asset.meshes:
+            setattr(mesh.material, attr, v)
+
+
+class ViewerScene:
+    """What the viewer draws: items by id, the environment, and the stream's sequence number.
+
+    `apply(msg)` takes one decoded message of the studio's scene stream (studio/scene_stream.py,
+    `/v1/scene/ws`) whose assets `SceneStreamClient` already loaded (key "_loaded" beside each
+    asset's "url"):
+      {"type": "snapshot", "seq", "assets": [{"id", "url", "transform": [16], "visible", "material"}], "environment"}
+      {"type": "asset_added" | "asset_replaced", "seq", "asset": {...as in the snapshot}}
       {"type": "asset_removed", "seq", "id"}
-      {"type": "transform", "seq", "id", "transform"}
+      {"type": "transform", "seq", "id", "matrix": [16]}
       {"type": "visibility", "seq", "id", "visible"}
-      {"type": "material", "seq", "id", "material": name or index, "params": {glTF factor names}}
-      {"type": "environment", "seq", "name"?, "intensity"?, "rotation"?}
-    A delta whose seq is not last_seq + 1 is refused (`apply` returns False) so the client
-    resubscribes for a fresh snapshot. `version` increases on every change; `layout_version` only
-    when items are added/replaced/removed (the viewer re-places the scene then).
+      {"type": "material", "seq", "id", "material": {"base_color"?, "metallic"?, "roughness"?, "emissive"?}}
+      {"type": "environment", "seq", "environment": {"background"? linear RGB, "exposure"?}}
+    Deltas must follow the last seq by exactly one: a repeated one is ignored, a gap is refused
+    (`apply` returns False) so the client reconnects for a fresh snapshot. `version` increases on
+    every change; `layout_version` only when items are added/replaced/removed (then the viewer
+    places the scene in front of the viewer again).
     """
-
-    MATERIAL_PARAMS = ("base_color_factor", "metallic_factor", "roughness_factor", "emissive_factor", "emissive_strength", "alpha_cutoff")
 
     def __init__(self) -> None:
         self.items: dict[str, SceneItem] = {}
@@ -160,64 +181,62 @@ class SceneState:
         self.version += 1
         self.layout_version += 1
 
+    @staticmethod
+    def _item(d: dict[str, Any]) -> SceneItem:
+        asset = d["_loaded"]
+        apply_material_overrides(asset, d.get("material") or {})
+        return SceneItem(asset, _matrix(d.get("transform", np.eye(4))), bool(d.get("visible", True)), str(d.get("url", "")))
+
     def apply(self, msg: dict[str, Any]) -> bool:
         kind = msg.get("type")
         seq = msg.get("seq")
+        if kind == "error":
+            log.warning("scene stream: server says %s", msg.get("detail"))
+            return True
+        if kind in ("pong", None) or seq is None:
+            return True
         if kind == "snapshot":
-            items = {}
-            for a in msg.get("assets", []):
-                items[str(a["id"])] = SceneItem(
-                    a["asset"], _matrix(a.get("transform", np.eye(4))), bool(a.get("visible", True)), str(a.get("url", ""))
-                )
-            self.items = items
+            self.items = {str(a["id"]): self._item(a) for a in msg.get("assets", [])}
             self.environment = dict(msg.get("environment") or {})
-            self.seq = int(seq) if seq is not None else self.seq
+            self.seq = int(seq)
             self.version += 1
             self.layout_version += 1
             return True
-        if seq is not None and self.seq >= 0 and int(seq) != self.seq + 1:
-            if int(seq) <= self.seq:
-                return True  # duplicate / already applied: ignore
-            return False  # gap: need a fresh snapshot
+        if self.seq >= 0 and int(seq) != self.seq + 1:
+            return int(seq) <= self.seq  # already applied: ignore; a gap: refuse
         iid = str(msg.get("id", ""))
         if kind in ("asset_added", "asset_replaced"):
-            old = self.items.get(iid)
-            tr = _matrix(msg["transform"]) if "transform" in msg else (old.transform if old else np.eye(4))
-            self.items[iid] = SceneItem(msg["asset"], tr, bool(msg.get("visible", True)), str(msg.get("url", "")))
+            d = msg["asset"]
+            self.items[str(d["id"])] = self._item(d)
             self.layout_version += 1
         elif kind == "asset_removed":
             self.items.pop(iid, None)
             self.layout_version += 1
         elif kind == "transform":
             if iid in self.items:
-                self.items[iid].transform = _matrix(msg["transform"])
+                self.items[iid].transform = _matrix(msg["matrix"])
         elif kind == "visibility":
             if iid in self.items:
                 self.items[iid].visible = bool(msg["visible"])
         elif kind == "material":
-            item = self.items.get(iid)
-            if item is not None:
-                sel = msg.get("material", 0)
-                uniq: list = []
-                for mesh in item.asset.meshes:
-                    if not any(mesh.material is u for u in uniq):
-                        uniq.append(mesh.material)
-                if isinstance(sel, int):
-                    targets = [uniq[sel]] if 0 <= sel < len(uniq) else []
-                else:
-                    targets = [u for u in uniq if u.name == sel]
-                for mat in targets:
-                    for k, v in (msg.get("params") or {}).items():
-                        if k in self.MATERIAL_PARAMS:
-                            setattr(mat, k, tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else float(v))
+            if iid in self.items:
+                apply_material_overrides(self.items[iid].asset, msg.get("material") or {})
         elif kind == "environment":
-            self.environment.update({k: msg[k] for k in ("name", "intensity", "rotation") if k in msg})
+            self.environment.update(msg.get("environment") or {})
         else:
             log.warning("scene stream: ignoring message type %r", kind)
-        if seq is not None:
-            self.seq = int(seq)
+        self.seq = int(seq)
         self.version += 1
         return True
+
+    def background(self) -> tuple[float, float, float] | None:
+        """The stream's background as an sRGB colour for the renderer (None when it sets none)."""
+        bg = self.environment.get("background")
+        if bg is None:
+            return None
+        from studio.assets.colour import linear_to_srgb
+
+        return tuple(float(x) for x in linear_to_srgb(np.asarray(bg, np.float64)[:3]))
 
     def combined(self) -> Asset | None:
         """One Asset holding every visible item with its transform applied (the item's own Asset
@@ -273,6 +292,7 @@ class SceneStreamClient:
         self._stop = threading.Event()
         self._resync = threading.Event()
         self._tmp = tempfile.TemporaryDirectory(prefix="studio-xr-")
+        self._cache: dict[tuple[str, str], Asset] = {}  # (id, rev) → loaded asset (a resync reuses it)
         self._thread = threading.Thread(target=self._run, name="scene-stream", daemon=True)
         self._thread.start()
 
@@ -306,11 +326,13 @@ class SceneStreamClient:
         return io.load(path)
 
     def _resolve(self, msg: dict[str, Any]) -> dict[str, Any]:
-        if msg.get("type") == "snapshot":
-            for a in msg.get("assets", []):
-                a["asset"] = self._load(a["url"])
-        elif msg.get("type") in ("asset_added", "asset_replaced"):
-            msg["asset"] = self._load(msg["url"])
+        kind = msg.get("type")
+        entries = msg.get("assets", []) if kind == "snapshot" else [msg["asset"]] if kind in ("asset_added", "asset_replaced") else []
+        for a in entries:
+            key = (str(a["id"]), str(a.get("rev", a["url"])))
+            if key not in self._cache:
+                self._cache[key] = self._load(a["url"])
+            a["_loaded"] = self._cache[key]
         return msg
 
     def _run(self) -> None:
@@ -404,6 +426,7 @@ def run_openxr_viewer(
     resolution_scale: float = 1.0,
     background: Any = DEFAULT_BACKGROUND,
     tone_mapping: str = "aces",
+    exposure: float = 1.0,
     environment: Any = None,
     stream_token: str | None = None,
     ready_timeout_s: float = 30.0,
@@ -419,12 +442,11 @@ def run_openxr_viewer(
     Raises XRRuntimeUnavailableError when no OpenXR runtime is active (message says how to install
     or select one), InvalidAssetError for an unreadable file.
     """
-    from .environment import builtin_environment
     from .openxr_session import probe_runtime
     from .raster import Renderer
 
     probe_runtime()  # no runtime: say so before parsing a possibly large file
-    scene = SceneState()
+    scene = ViewerScene()
     asset = _load_asset(asset_or_path)
     if asset is not None:
         scene.set_single(asset)
@@ -472,17 +494,8 @@ def run_openxr_viewer(
                     if current is not None and placed_layout != scene.layout_version:
                         placement = None  # (re)place on the next located views
                     env = environment
-                    if env is None and scene.environment.get("name"):
-                        try:
-                            env = builtin_environment(str(scene.environment["name"]))
-                        except ValueError:
-                            env = None
-                    if env is not None and ("intensity" in scene.environment or "rotation" in scene.environment):
-                        env = dataclasses.replace(
-                            env,
-                            intensity=float(scene.environment.get("intensity", env.intensity)),
-                            rotation=float(scene.environment.get("rotation", env.rotation)),
-                        )
+                    frame_bg = scene.background() or background
+                    frame_exposure = float(scene.environment.get("exposure", exposure))
                     eye_cams: list[Cameras] = []
                     eye_imgs: list[np.ndarray] = []
 
@@ -496,15 +509,16 @@ def run_openxr_viewer(
                             stats.placement = placement
                         c2w_scene = np.linalg.inv(placement) @ c2w if placement is not None else c2w
                         fbo = xs.ctx.fbo
-                        if isinstance(background, str):
+                        if isinstance(frame_bg, str):
                             fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
                         else:
-                            c = [float(x) for x in background][:3]
+                            c = [float(x) for x in frame_bg][:3]
                             fbo.clear(c[0], c[1], c[2], 1.0, depth=1.0)
                         if current is not None:
                             renderer.draw(
                                 current, K, c2w_scene, eye.width, eye.height,
-                                environment=env, tone_mapping=tone_mapping, background=background,
+                                environment=env, tone_mapping=tone_mapping, exposure=frame_exposure,
+                                background=frame_bg,
                             )
                         eye_cams.append(
                             Cameras(K=K[None], cam_to_world=c2w_scene[None], width=eye.width, height=eye.height)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from studio.assets.cameras import CV_TO_GL, Cameras
-from studio.renderers.openxr import SceneState, _matrix, placement_in_front
+from studio.renderers.openxr import ViewerScene, _matrix, placement_in_front
 from studio.renderers.openxr_session import fov_to_K, pose_matrix, projection_from_fov, quat_to_matrix, view_camera
 from studio.renderers.raster import projection_from_K
 
@@ -88,36 +88,44 @@ def _box():
     return Asset(meshes=[Mesh.from_arrays(b.vertices, b.faces, material=Material(name="paint"))])
 
 
-def test_scene_state_snapshot_then_ordered_deltas():
-    s = SceneState()
+def test_viewer_scene_follows_the_stream_protocol():
+    s = ViewerScene()
     a, b = _box(), _box()
     m = np.eye(4)
     m[:3, 3] = [0.0, 2.0, 0.0]
-    flat = list(m.T.ravel())  # 16 numbers are column-major (glTF / three.js), translation last
+    flat = list(m.T.ravel())  # the stream's 16 numbers are column-major (glTF / three.js), translation last
     assert flat[12:15] == [0.0, 2.0, 0.0]
-    assert s.apply({"type": "snapshot", "seq": 10, "assets": [{"id": "a", "url": "/a.glb", "asset": a, "transform": flat}]})
-    assert s.seq == 10 and list(s.items) == ["a"]
+    snap = {"type": "snapshot", "seq": 10, "client": "c1", "environment": {"background": [0.5, 0.5, 0.5], "exposure": 1.5},
+            "assets": [{"id": "a", "kind": "gltf", "url": "/a.glb", "rev": 1, "transform": flat, "visible": True,
+                        "material": {"metallic": 0.25}, "_loaded": a}]}
+    assert s.apply(snap)
+    assert s.seq == 10 and list(s.items) == ["a"] and a.meshes[0].material.metallic_factor == 0.25
     np.testing.assert_array_equal(s.items["a"].transform, m)
+    np.testing.assert_allclose(s.background(), [0.7353569830524495] * 3)  # linear 0.5 → sRGB
     lay = s.layout_version
-    assert s.apply({"type": "material", "seq": 11, "id": "a", "material": "paint", "params": {"base_color_factor": [1, 0, 0, 1]}})
+    assert s.apply({"type": "material", "seq": 11, "id": "a", "material": {"base_color": [1, 0, 0, 1], "emissive": [0, 0, 1]}})
     assert a.meshes[0].material.base_color_factor == (1.0, 0.0, 0.0, 1.0)
-    assert s.apply({"type": "asset_added", "seq": 12, "id": "b", "url": "/b.glb", "asset": b})
+    assert a.meshes[0].material.emissive_factor == (0.0, 0.0, 1.0)
+    assert s.apply({"type": "pong", "t": 1.0}) and s.apply({"type": "error", "detail": "bad"}) and s.seq == 11
+    assert s.apply({"type": "asset_added", "seq": 12, "asset": {"id": "b", "url": "/b.glb", "transform": list(np.eye(4).ravel()), "_loaded": b}})
     assert s.layout_version == lay + 1
     assert s.apply({"type": "visibility", "seq": 13, "id": "a", "visible": False})
     assert s.combined() is b  # one visible, untransformed item: drawn as is
     assert s.apply({"type": "visibility", "seq": 14, "id": "a", "visible": True})
     t = np.eye(4)
     t[:3, 3] = [1.0, 0.0, 0.0]
-    assert s.apply({"type": "transform", "seq": 15, "id": "b", "transform": t.tolist()})  # nested = row-major
+    assert s.apply({"type": "transform", "seq": 15, "id": "b", "matrix": list(t.T.ravel()), "origin": None})
     comb = s.combined()
     assert len(comb.meshes) == 2
     np.testing.assert_allclose(comb.bounds(), [[-0.1, -0.1, -0.1], [1.1, 2.1, 0.1]], atol=1e-9)
-    # a repeated delta is ignored, a gap is refused (client then asks for a snapshot)
-    assert s.apply({"type": "visibility", "seq": 15, "id": "b", "visible": False})
+    assert s.apply({"type": "environment", "seq": 16, "environment": {"exposure": 2.0}})
+    assert s.environment == {"background": [0.5, 0.5, 0.5], "exposure": 2.0}
+    # a repeated delta is ignored, a gap is refused (the client then reconnects for a snapshot)
+    assert s.apply({"type": "visibility", "seq": 16, "id": "b", "visible": False})
     assert s.items["b"].visible
-    assert not s.apply({"type": "asset_removed", "seq": 17, "id": "b"})
-    assert "b" in s.items and s.seq == 15
-    assert s.apply({"type": "asset_removed", "seq": 16, "id": "b"})
+    assert not s.apply({"type": "asset_removed", "seq": 18, "id": "b"})
+    assert "b" in s.items and s.seq == 16
+    assert s.apply({"type": "asset_removed", "seq": 17, "id": "b"})
     assert list(s.items) == ["a"]
     with pytest.raises(ValueError):
         _matrix([1, 2, 3])
@@ -286,45 +294,78 @@ def _hold(ws):
         pass
 
 
+class _StudioScene:
+    """The studio's real scene stream (studio.scene_stream) on uvicorn in a thread."""
+
+    def __init__(self, folder: Path):
+        import time
+
+        import uvicorn
+        from fastapi import FastAPI
+
+        from studio.scene_stream import SceneState, mount_xr
+
+        self.state = SceneState(folder / "scene")
+        app = FastAPI()
+        mount_xr(app, None, scene=self.state)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        t0 = time.monotonic()
+        while not self.server.started:
+            assert time.monotonic() - t0 < 30, "uvicorn did not start"
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"ws://127.0.0.1:{port}/v1/scene/ws"
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
 @pytest.mark.openxr
 @needs_runtime
-def test_monado_follows_the_scene_stream(monado_env, tmp_path):
-    """A local WebSocket stream sends a snapshot (a box served over HTTP) and a material delta
-    turning it red, then — once red is on screen — one turning it green: the swapchain pixels follow."""
+def test_monado_follows_the_studio_scene_stream(monado_env, tmp_path):
+    """The studio's scene stream: a pushed box appears; material edits made while the viewer runs
+    (red, then green) show in the next frames read back from the swapchain."""
+    import time
+
     from studio.assets import io
     from studio.renderers.openxr import run_openxr_viewer
 
     io.save(_box(), tmp_path / "box.glb")
-    go_green = threading.Event()
-
-    def handler(ws, n):
-        ws.send(json.dumps({"type": "snapshot", "seq": 1, "assets": [{"id": "box", "url": srv.asset_url}]}))
-        ws.send(json.dumps({"type": "material", "seq": 2, "id": "box", "material": 0,
-                            "params": {"base_color_factor": [1, 0, 0, 1]}}))
-        go_green.wait(60)
-        ws.send(json.dumps({"type": "material", "seq": 3, "id": "box", "material": 0,
-                            "params": {"base_color_factor": [0, 1, 0, 1]}}))
-        _hold(ws)
-
-    srv = _StreamServer(tmp_path, handler)
-    colours = {}
+    studio = _StudioScene(tmp_path)
+    box_id = studio.state.push_asset(tmp_path / "box.glb")
+    studio.state.set_environment(background=[0.0331, 0.0732, 0.1329])  # linear of sRGB BG
+    colours, sent, latency = {}, {}, {}
+    steps = [(1.0, 0.0, 0.0, 1.0), (0.0, 1.0, 0.0, 1.0)]
 
     def on_frame(info):
         m = _asset_mask(info.images[0])
-        if info.stream_seq >= 2 and m.mean() > 0.01:
-            colours.setdefault(info.stream_seq, info.images[0][m][:, :3].mean(axis=0))
-            go_green.set()
-        if 3 in colours or info.index > 400:
-            return False
+        if info.stream_seq < 2 or m.mean() < 0.01:
+            return None if info.index < 600 else False
+        if info.stream_seq not in colours:
+            colours[info.stream_seq] = info.images[0][m][:, :3].mean(axis=0)
+            if info.stream_seq in sent:
+                latency[info.stream_seq] = time.perf_counter() - sent[info.stream_seq]
+            if steps:
+                msg = studio.state.set_material(box_id, base_color=steps.pop(0))
+                sent[msg["seq"]] = time.perf_counter()
+        return False if len(colours) == 3 else None
 
     try:
-        stats = run_openxr_viewer(None, stream_url=srv.url, on_frame=on_frame, capture=True, msaa=1, background=BG)
+        stats = run_openxr_viewer(None, stream_url=studio.url, on_frame=on_frame, capture=True, msaa=1)
     finally:
-        srv.close()
+        studio.close()
+    print(f"\nstream delta → first XR frame showing it: {', '.join(f'{v * 1e3:.0f} ms' for v in latency.values())}")
     assert stats.exit_reason == "on_frame" and stats.states[-1] == "EXITING"
-    assert stats.stream_seq == 3 and stats.stream_updates == 3
-    red, green = colours[2], colours[3]
+    assert sorted(colours) == [2, 3, 4] and stats.stream_updates >= 3
+    white, red, green = colours[2], colours[3], colours[4]
+    assert abs(float(white[0]) - float(white[1])) < 25, white
     assert red[0] > red[1] + 40 and green[1] > green[0] + 40, (red, green)
+    bg = np.round(np.array(BG) * 255)
+    corner = stats.eye_images[0][0, 0, :3].astype(int)
+    assert np.abs(corner - bg).max() <= 3, corner  # the stream's background colour, sRGB-encoded
 
 
 @pytest.mark.openxr
@@ -339,12 +380,13 @@ def test_monado_stream_gap_resubscribes_for_a_snapshot(monado_env, tmp_path):
 
     def handler(ws, n):
         if n == 1:
-            ws.send(json.dumps({"type": "snapshot", "seq": 1, "assets": [{"id": "box", "url": srv.asset_url}]}))
-            ws.send(json.dumps({"type": "material", "seq": 3, "id": "box", "material": 0,
-                                "params": {"base_color_factor": [1, 0, 0, 1]}}))  # seq 2 never came
+            ws.send(json.dumps({"type": "snapshot", "seq": 1, "assets": [{"id": "box", "url": srv.asset_url, "rev": 1}]}))
+            ws.send(json.dumps({"type": "material", "seq": 3, "id": "box",
+                                "material": {"base_color": [1, 0, 0, 1]}}))  # seq 2 never came
         else:
             ws.send(json.dumps({"type": "snapshot", "seq": 9, "assets": [
-                {"id": "box2", "url": srv.asset_url, "transform": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0.05, 0, 1]}]}))
+                {"id": "box2", "url": srv.asset_url, "rev": 1,
+                 "transform": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0.05, 0, 1]}]}))
         _hold(ws)
 
     srv = _StreamServer(tmp_path, handler)
