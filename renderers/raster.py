@@ -76,11 +76,12 @@ class RenderResult:
 
     rgb: (N,H,W,3) uint8 sRGB, straight (not premultiplied) colour; with a transparent background
       pixels outside the asset are 0.
-    alpha: (N,H,W) float32 coverage in [0,1] (anti-aliased by MSAA).
+    alpha: (N,H,W) float32 coverage of the asset in [0,1] (anti-aliased by MSAA), whatever the background.
     depth: (N,H,W) float32 metric OpenCV camera z of the nearest surface, 0 where empty.
     normals: (N,H,W,3) float32 unit world-space shading normals (normal maps applied, facing the
       viewer on double-sided back faces), 0 where empty.
-    mask: (N,H,W) bool, True where a surface covers the pixel centre.
+    mask: (N,H,W) bool, True where a surface covers the pixel centre, or where Gaussian splats
+      accumulate alpha > 0.5 (splats do not write depth or normals).
     """
 
     rgb: np.ndarray | None = None
@@ -784,11 +785,14 @@ class Renderer:
         w, h, n = cameras.width, cameras.height, len(cameras)
         ctx = self.ctx
         res = RenderResult()
-        want_color = "rgb" in passes or "alpha" in passes
+        has_splats = asset.splats is not None and len(asset.splats) > 0
+        # splats have no single surface: they join the mask through their accumulated alpha (> 0.5)
+        want_color = "rgb" in passes or "alpha" in passes or ("mask" in passes and has_splats)
         want_geom = any(x in passes for x in ("depth", "normals", "mask"))
+        splat_alpha = np.zeros((h, w), np.float32)
         if "rgb" in passes:
             res.rgb = np.zeros((n, h, w, 3), np.uint8)
-        if want_color:
+        if "rgb" in passes or "alpha" in passes:
             res.alpha = np.zeros((n, h, w), np.float32)
         if "depth" in passes:
             res.depth = np.zeros((n, h, w), np.float32)
@@ -813,8 +817,8 @@ class Renderer:
                 draw_fbo, resolve = self._color_fbo(w, h, samples)
                 draw_fbo.use()
                 ctx.viewport = (0, 0, w, h)
-                if bg_rgb is not None:
-                    draw_fbo.clear(*bg_rgb, 1.0, depth=1.0)
+                if bg_rgb is not None:  # alpha stays 0: the alpha pass is coverage whatever the background
+                    draw_fbo.clear(*bg_rgb, 0.0, depth=1.0)
                 else:
                     draw_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
                 self.draw(asset, K, c2w, w, h, background=background, **opts)
@@ -822,7 +826,9 @@ class Renderer:
                     ctx.copy_framebuffer(resolve, draw_fbo)
                 rgba = np.frombuffer(resolve.read(components=4, dtype="f1"), np.uint8).reshape(h, w, 4)[::-1]
                 a = rgba[..., 3].astype(np.float32) / 255.0
-                res.alpha[i] = a
+                splat_alpha = a
+                if res.alpha is not None:
+                    res.alpha[i] = a
                 if res.rgb is not None:
                     res.rgb[i] = rgba[..., :3]
                     if bg_rgb is None and not (isinstance(background, str) and background == "environment"):
@@ -846,6 +852,8 @@ class Renderer:
                         res.normals[i] = nn[..., :3]
                     if res.mask is not None:
                         res.mask[i] = nn[..., 3] > 0.5
+                        if has_splats:
+                            res.mask[i] |= splat_alpha > 0.5
         return res
 
 

@@ -230,6 +230,63 @@ def test_texture_transform_offset_moves_pattern():
     assert abs(c2 - (128 - c0)) < 1.5
 
 
+@pytest.mark.parametrize(
+    "wrap,expect",
+    [
+        (10497, "RBRB"),  # REPEAT
+        (33648, "RBBR"),  # MIRRORED_REPEAT
+        (33071, "RBBB"),  # CLAMP_TO_EDGE
+    ],
+)
+def test_sampler_wrap_modes(wrap, expect):
+    img = np.zeros((2, 2, 3), np.uint8)
+    img[:, 0] = (255, 0, 0)
+    img[:, 1] = (0, 0, 255)
+    tex = Texture(img, sampler=Sampler(mag_filter=NEAREST, min_filter=NEAREST, wrap_s=wrap, wrap_t=wrap))
+    tex.transform = TextureTransform(scale=(2.0, 1.0))  # u runs 0..2 across the quad
+    res = render(Asset(meshes=[quad(Material(base_color_texture=tex))]), front_camera(128, dist=2.0), unlit=True, msaa=1)
+    f = 0.5 * 128 / np.tan(np.radians(20))
+    left = 64 - f / 4
+    cols = [int(left + (k + 0.5) * f / 8) for k in range(4)]  # centres of the four quarter-width bands
+    got = "".join("R" if res.rgb[0, 64, c, 0] > 200 else "B" if res.rgb[0, 64, c, 2] > 200 else "?" for c in cols)
+    assert got == expect
+
+
+@pytest.mark.parametrize("nt,axis", [((0.5, 0.0, 1.0), 0), ((0.0, 0.5, 1.0), 1)])
+def test_normal_map_tangent_frame(nt, axis):
+    # glTF: tangent-space +X follows +u, +Y points up the image (towards -v); the quad's image top is +Y
+    n = np.array(nt) / np.linalg.norm(nt)
+    img = np.tile(np.round((n * 0.5 + 0.5) * 255).astype(np.uint8), (4, 4, 1))
+    m = quad(Material(normal_texture=Texture(img)))
+    res = render(Asset(meshes=[m]), front_camera(32), passes=("normals", "mask"))
+    got = res.normals[0][res.mask[0]]
+    assert np.abs(got - n).max() < 0.02, got.mean(0)
+    assert got[:, axis].min() > 0.4
+
+
+def test_occlusion_darkens_indirect_light_and_unlit_extension():
+    env = envmod.white_environment(16, 0.8)
+    mat = Material(base_color_factor=(0.8, 0.8, 0.8, 1), metallic_factor=0.0, roughness_factor=0.9)
+    black = Texture(np.zeros((2, 2, 3), np.uint8))
+    full = render(Asset(meshes=[quad(mat)]), front_camera(32), environment=env).rgb[0, 16, 16].astype(int)
+    half = render(Asset(meshes=[quad(mat.replace(occlusion_texture=black, occlusion_strength=0.5))]), front_camera(32), environment=env).rgb[0, 16, 16].astype(int)
+    none = render(Asset(meshes=[quad(mat.replace(occlusion_texture=black))]), front_camera(32), environment=env).rgb[0, 16, 16].astype(int)
+    assert (full > half).all() and (half > none).all() and none.max() <= 3
+    # KHR_materials_unlit: lit render shows the base colour exactly
+    unlit = render(Asset(meshes=[quad(Material(base_color_factor=(0.3, 0.6, 0.1, 1), unlit=True))]), front_camera(32), environment=env)
+    assert np.abs(unlit.rgb[0, 16, 16].astype(int) - srgb8([0.3, 0.6, 0.1])).max() <= 1
+
+
+def test_alpha_is_coverage_whatever_the_background():
+    asset = Asset(meshes=[quad(Material(base_color_factor=(1, 0, 0, 1)))])
+    for bg in (None, (0.2, 0.4, 0.6), "environment"):
+        res = render(asset, front_camera(32), unlit=True, background=bg, passes=("rgb", "alpha"))
+        assert res.alpha[0, 0, 0] == 0 and res.alpha[0, 16, 16] == 1
+    assert (res.rgb[0, 16, 16] == [255, 0, 0]).all()
+    solid = render(asset, front_camera(32), unlit=True, background=(0.2, 0.4, 0.6)).rgb[0, 0, 0]
+    assert np.abs(solid.astype(int) - [51, 102, 153]).max() <= 1
+
+
 def _sphere_asset(**matkw) -> Asset:
     s = trimesh.creation.icosphere(4, radius=0.5)
     return Asset(meshes=[Mesh.from_arrays(s.vertices, s.faces, normals=np.asarray(s.vertex_normals, np.float32), material=Material(**matkw))])
@@ -393,6 +450,8 @@ def test_splat_renders_coloured_blob_where_it_projects():
     peak = res.rgb[0, int(v), int(u)].astype(int)
     assert peak[0] > 200 and peak[1] < 120 and peak[2] < 120
     assert a[int(v), int(u)] > 0.9 and a[0, 0] == 0
+    m = render(Asset(splats=g), cams, passes=("mask",)).mask[0]  # splats join the mask where alpha > 0.5
+    assert m[int(v), int(u)] and not m[0, 0] and (m == (a > 0.5)).all()
     # an anisotropic Gaussian stretched along world X gives a blob wider than tall
     g2 = GaussianSplats(mean * 0, [[1, 0, 0, 0]], np.log([[0.2, 0.03, 0.03]]), [4.0], sh)
     a2 = render(Asset(splats=g2), cams, passes=("alpha",)).alpha[0] > 0.5

@@ -12,5 +12,5 @@ void main() {
     vec3 px = vec3(gl_FragCoord.x, u_height - gl_FragCoord.y, 1.0);
     vec3 d = normalize(u_ray * px);
     vec3 c = textureLod(u_env_spec, dir_to_equirect(u_env_rot * d), u_lod).rgb * u_env_intensity;
-    o_color = vec4(linear_to_srgb(tonemap(c)), 1.0);
+    o_color = vec4(linear_to_srgb(tonemap(c)), 0.0);  // alpha stays coverage of the asset
 }
