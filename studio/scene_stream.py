@@ -59,6 +59,10 @@ class SceneError(StudioError):
     """A scene request that cannot be honoured (unknown asset id, bad transform, bad material)."""
 
 
+class SceneNotFoundError(SceneError):
+    """No scene asset (or no such file of one) under that id."""
+
+
 class AssetTooLargeError(InvalidAssetError):
     """An uploaded or pushed scene asset over the configured size limit."""
 
@@ -306,18 +310,18 @@ class SceneState:
     def _get(self, asset_id: str) -> SceneAsset:
         a = self.assets.get(asset_id) if isinstance(asset_id, str) else None
         if a is None:
-            raise SceneError(f"no scene asset {safe_name(str(asset_id))!r}")
+            raise SceneNotFoundError(f"no scene asset {safe_name(str(asset_id))!r}")
         return a
 
     def file_path(self, asset_id: str, file: str) -> Path:
         """The on-disk file of a scene asset; UnsafePathError for `..`/absolute names, SceneError if unknown."""
         safe_child(self.root, file)  # refuse traversal before anything else
         if not isinstance(asset_id, str) or not _ID_RE.match(asset_id):
-            raise SceneError(f"no scene asset {safe_name(str(asset_id))!r}")
+            raise SceneNotFoundError(f"no scene asset {safe_name(str(asset_id))!r}")
         with self._lock:
             a = self._get(asset_id)
             if file != a.file:
-                raise SceneError(f"scene asset {asset_id} has no file {safe_name(file)!r}")
+                raise SceneNotFoundError(f"scene asset {asset_id} has no file {safe_name(file)!r}")
             return safe_child(self.root / asset_id, file)
 
     # -- mutations ----------------------------------------------------------------------------
@@ -514,7 +518,7 @@ def mount_xr(app: Any, studio: Any, token: str | None = None, scene: SceneState 
             raise HTTPException(401, "missing or wrong API token: send 'Authorization: Bearer <token>' or ?token=")
 
     def error(exc: StudioError) -> JSONResponse:
-        code = 413 if isinstance(exc, AssetTooLargeError) else 404 if isinstance(exc, SceneError) and "no scene asset" in str(exc) else 400
+        code = 413 if isinstance(exc, AssetTooLargeError) else 404 if isinstance(exc, SceneNotFoundError) else 400
         return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=code)
 
     @app.get("/v1/scene")
@@ -628,7 +632,7 @@ def mount_xr(app: Any, studio: Any, token: str | None = None, scene: SceneState 
             return error(e)
         return JSONResponse({"removed": asset_id, "seq": state.seq})
 
-    @app.get("/v1/scene/assets/{asset_id}/{file}")
+    @app.get("/v1/scene/assets/{asset_id}/{file:path}")
     def scene_file(asset_id: str, file: str, request: Request):
         check(request)
         try:
