@@ -198,7 +198,9 @@ def prepare_mesh(mesh: Mesh, need_tangents: bool = False) -> tuple[np.ndarray, n
     if mesh.tangents is not None and np.isfinite(mesh.tangents).all():
         data[:, 6:10] = mesh.tangents
     elif need_tangents and uvs:
-        slot_uv = uvs[min(mesh.material.normal_texture.texcoord if mesh.material.normal_texture else 0, len(uvs) - 1)]
+        nt = mesh.material.normal_texture
+        tc = 0 if nt is None else (nt.texcoord if nt.transform is None or nt.transform.texcoord is None else nt.transform.texcoord)
+        slot_uv = uvs[min(int(tc), len(uvs) - 1)]
         data[:, 6:10] = compute_tangents(vs, normals, slot_uv, f)
     data[:, 14:18] = 1.0 if mesh.colors is None else np.nan_to_num(np.asarray(mesh.colors, np.float32), nan=1.0)
     return data, f.astype(np.uint32).ravel()

@@ -46,14 +46,37 @@ def orbit_cameras(
     margin: float = 1.1,
 ) -> Cameras:
     """n cameras evenly spaced on a circle around +Y (world up) looking at the centre of the asset's
-    bounds, at `elevation_deg` above the horizon, far enough that the bounding sphere fits. The first
-    camera sits at `start_azimuth_deg` measured from +Z towards +X. size: square side or (w, h)."""
+    bounds, at `elevation_deg` above the horizon, all at the one distance at which the bounding box
+    fits every view (`fit_distance`, so a turntable keeps a constant radius). The first camera sits
+    at `start_azimuth_deg` measured from +Z towards +X. size: square side or (w, h)."""
     w, h = (size, size) if isinstance(size, int) else size
-    centre, dist = framing(asset, fov_y_deg, margin)
+    centre, _ = framing(asset, fov_y_deg, margin)
     az = np.radians(start_azimuth_deg) + 2 * np.pi * np.arange(n) / max(n, 1)
     el = np.radians(elevation_deg)
     dirs = np.stack([np.cos(el) * np.sin(az), np.full(n, np.sin(el)), np.cos(el) * np.cos(az)], axis=1)
+    dist = max(fit_distance(asset.bounds(), d, fov_y_deg, w / h, margin) for d in dirs)
     return Cameras.look_at(centre + dist * dirs, centre, fov_y_deg=fov_y_deg, width=w, height=h)
+
+
+def fit_distance(bounds: np.ndarray, direction: np.ndarray, fov_y_deg: float, aspect: float, margin: float = 1.1) -> float:
+    """Smallest distance from the centre of `bounds` (2,3) along unit `direction` (towards the camera)
+    at which all 8 box corners project inside the view (with `margin` ≥ 1 of slack), camera looking
+    at the centre with world +Y up."""
+    lo, hi = np.asarray(bounds, np.float64)
+    centre = (lo + hi) / 2
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]) - centre
+    fwd = -np.asarray(direction, np.float64) / np.linalg.norm(direction)
+    right = np.cross(fwd, [0.0, 1.0, 0.0])
+    if np.linalg.norm(right) < 1e-9:
+        right = np.cross(fwd, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, fwd)
+    ty = np.tan(np.radians(fov_y_deg) / 2) / margin
+    tx = ty * aspect
+    x, y, z = corners @ right, corners @ up, corners @ fwd
+    need = np.maximum(np.abs(x) / tx - z, np.abs(y) / ty - z)
+    radius = max(float(np.linalg.norm(hi - lo)) / 2, 1e-6)
+    return float(max(need.max(), z.max() + 0.05 * radius, 1e-6))
 
 
 def _renderer(renderer: Renderer | None) -> Renderer:
