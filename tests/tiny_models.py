@@ -298,3 +298,41 @@ def save_tiny_ip_adapter(folder: Path, sd_folder: Path, seed: int = 7, image_siz
             key += 2
     save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / "models" / "ip-adapter_sd15.safetensors"))
     return folder
+
+
+# ---- Stable Video Diffusion (image → video) ------------------------------------------------------------
+
+
+def save_tiny_svd(folder: Path, seed: int = 0) -> Path:
+    """A StableVideoDiffusionPipeline folder: UNetSpatioTemporalConditionModel (32,64), a 2-block
+    AutoencoderKLTemporalDecoder, a 2-layer CLIPVisionModelWithProjection (224 px, 32 px patches), the SVD Euler
+    (v-prediction, Karras) scheduler and a CLIPImageProcessor — the layout of
+    stabilityai/stable-video-diffusion-img2vid-xt."""
+    from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
+                           UNetSpatioTemporalConditionModel)
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNetSpatioTemporalConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=8, out_channels=4,
+        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        cross_attention_dim=32, num_attention_heads=8, projection_class_embeddings_input_dim=96,
+        addition_time_embed_dim=32,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", interpolation_type="linear",
+        num_train_timesteps=1000, prediction_type="v_prediction", sigma_max=700.0, sigma_min=0.002, steps_offset=1,
+        timestep_spacing="leading", timestep_type="continuous", use_karras_sigmas=True,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKLTemporalDecoder(block_out_channels=[32, 64], in_channels=3, out_channels=3,
+                                       down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"], latent_channels=4)
+    torch.manual_seed(seed + 2)
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=4, image_size=224,
+        intermediate_size=37, patch_size=32))  # SVD always resizes the conditioning image to 224 px
+    pipe = StableVideoDiffusionPipeline(vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler,
+                                        feature_extractor=CLIPImageProcessor(crop_size=32, size=32))
+    pipe.save_pretrained(folder)
+    return folder
