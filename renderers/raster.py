@@ -617,10 +617,12 @@ class Renderer:
         debug_view: str = "none",
         wireframe: bool = False,
         geometry_pass: bool = False,
+        background_alpha: float = 1.0,
     ) -> None:
         """Draw one view into the currently bound framebuffer (viewport already set). The caller
-        clears it; `background` "environment" draws the environment first. geometry_pass=True
-        draws without blending for the normal/depth/mask attachments."""
+        clears it; `background` "environment" draws the environment first (writing
+        `background_alpha`). geometry_pass=True draws without blending for the normal/depth/mask
+        attachments."""
         mgl = self._mgl
         ctx = self.ctx
         if lighting not in ("ibl", "unlit"):
@@ -650,6 +652,7 @@ class Renderer:
             _set(bp, "u_env_rot", env_rot)
             _set(bp, "u_tonemap", TONE_MAPPINGS[tone_mapping])
             _set(bp, "u_exposure", float(exposure))
+            _set(bp, "u_alpha", float(background_alpha))
             genv.spec.use(5)
             self.empty_vao.render(mgl.TRIANGLES, vertices=3)
 
@@ -823,7 +826,7 @@ class Renderer:
                     draw_fbo.clear(*bg_rgb, 0.0, depth=1.0)
                 else:
                     draw_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-                self.draw(asset, K, c2w, w, h, background=background, **opts)
+                self.draw(asset, K, c2w, w, h, background=background, background_alpha=0.0, **opts)
                 if draw_fbo is not resolve:
                     ctx.copy_framebuffer(resolve, draw_fbo)
                 rgba = np.frombuffer(resolve.read(components=4, dtype="f1"), np.uint8).reshape(h, w, 4)[::-1]

@@ -7,10 +7,11 @@ uniform sampler2D u_env_spec;
 uniform float u_lod;
 uniform float u_env_intensity;
 uniform mat3 u_env_rot;
+uniform float u_alpha;     // 1 for windows/XR layers; 0 offscreen, so the alpha pass stays asset coverage
 out vec4 o_color;
 void main() {
     vec3 px = vec3(gl_FragCoord.x, u_height - gl_FragCoord.y, 1.0);
     vec3 d = normalize(u_ray * px);
     vec3 c = textureLod(u_env_spec, dir_to_equirect(u_env_rot * d), u_lod).rgb * u_env_intensity;
-    o_color = vec4(linear_to_srgb(tonemap(c)), 0.0);  // alpha stays coverage of the asset
+    o_color = vec4(linear_to_srgb(tonemap(c)), u_alpha);
 }
