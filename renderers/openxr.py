@@ -77,6 +77,7 @@ class ViewerStats:
     and the last end_frame. eye_images / eye_cameras: the last captured frame (capture=True)."""
 
     runtime: str = ""
+    binding: str = ""
     reference_space: str = ""
     swapchain_size: tuple[int, int] = (0, 0)
     swapchain_format: int = 0
@@ -100,7 +101,7 @@ class ViewerStats:
         return (
             f"{self.runtime}: {self.frames_rendered} frames rendered ({self.frames_submitted} submitted) "
             f"at {self.fps:.1f} fps, {self.swapchain_size[0]}x{self.swapchain_size[1]} per eye, "
-            f"{self.reference_space} space; states {' -> '.join(self.states)}; exit: {self.exit_reason}"
+            f"{self.binding.upper()} binding, {self.reference_space} space; states {' -> '.join(self.states)}; exit: {self.exit_reason}"
         )
 
 
@@ -430,6 +431,7 @@ def run_openxr_viewer(
     environment: Any = None,
     stream_token: str | None = None,
     ready_timeout_s: float = 30.0,
+    binding: str = "auto",
 ) -> ViewerStats:
     """Show an asset (an Asset, a file path, or None to wait for the stream's snapshot) through the
     active OpenXR runtime until `frames` frames were rendered (None: until the runtime ends the
@@ -439,6 +441,7 @@ def run_openxr_viewer(
     asset and its deltas are applied between frames. capture=True reads both eyes back from the
     swapchain every rendered frame (for tests; costs a GPU→CPU copy per eye). background: None/
     "environment" or an sRGB colour (r, g, b) in [0, 1] (the layer is opaque: None means black).
+    binding: "auto" (EGL when the runtime offers XR_MNDX_egl_enable, else desktop GLX), "egl", "glx".
     Raises XRRuntimeUnavailableError when no OpenXR runtime is active (message says how to install
     or select one), InvalidAssetError for an unreadable file.
     """
@@ -459,8 +462,9 @@ def run_openxr_viewer(
         old_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     stream = None
     try:
-        with XRSession(msaa=msaa, resolution_scale=resolution_scale) as xs:
+        with XRSession(msaa=msaa, resolution_scale=resolution_scale, binding=binding) as xs:
             stats.runtime = xs.runtime_name
+            stats.binding = xs.binding
             stats.reference_space = xs.space_type
             stats.swapchain_size = (xs.eyes[0].width, xs.eyes[0].height)
             stats.swapchain_format = xs.swapchain_format
@@ -577,8 +581,11 @@ def run_openxr_viewer(
 # ---------------------------------------------------------------------------------------------
 
 
-def cli_openxr(file: str | None, frames: int | None = None, server: str | None = None, msaa: int = 4) -> ViewerStats:
-    """`studio xr openxr [FILE] [--frames N] [--server URL]`: run the viewer and print its summary.
+def cli_openxr(
+    file: str | None, frames: int | None = None, server: str | None = None, msaa: int = 4, binding: str = "auto"
+) -> ViewerStats:
+    """`studio xr openxr [FILE] [--frames N] [--server URL] [--msaa N] [--binding auto|egl|glx]`: run
+    the viewer and print its summary.
     With --server (http(s)://host:port or a ws:// URL) the viewer follows that studio's scene stream.
     StudioErrors propagate for the CLI to print (exit code from the error, no traceback)."""
     stream_url = None
@@ -592,7 +599,7 @@ def cli_openxr(file: str | None, frames: int | None = None, server: str | None =
             stream_url = server
     if file is None and stream_url is None:
         raise InvalidAssetError(None, "give a FILE to show or --server URL to follow a studio's scene")
-    stats = run_openxr_viewer(file, frames=frames, stream_url=stream_url, msaa=msaa)
+    stats = run_openxr_viewer(file, frames=frames, stream_url=stream_url, msaa=msaa, binding=binding)
     print(stats.summary())
     return stats
 
@@ -603,10 +610,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("file", nargs="?")
     ap.add_argument("--frames", type=int, default=None, help="stop after N rendered frames")
     ap.add_argument("--server", default=None, help="follow this studio's scene stream (http://127.0.0.1:8000)")
-    ap.add_argument("--msaa", type=int, default=4)
+    ap.add_argument("--msaa", type=int, default=4, help="samples per pixel (1 = fastest)")
+    ap.add_argument("--binding", choices=("auto", "egl", "glx"), default="auto")
     args = ap.parse_args(argv)
     try:
-        cli_openxr(args.file, args.frames, args.server, args.msaa)
+        cli_openxr(args.file, args.frames, args.server, args.msaa, args.binding)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -11,9 +11,12 @@ the runtime's asymmetric frustum.
 
 Swapchains are GL_SRGB8_ALPHA8 when offered: the renderer writes sRGB-encoded colour and
 GL_FRAMEBUFFER_SRGB stays disabled, so the bytes land unchanged and the compositor reads them as
-sRGB. Rendering goes through `XR_MNDX_egl_enable` (+ `XR_KHR_opengl_enable`): an offscreen EGL
-context (Mesa llvmpipe on CPU, the vendor driver on a GPU) that works on headless runtimes such as
-Monado with its null compositor.
+sRGB. Graphics bindings (`binding`):
+- "egl": `XR_MNDX_egl_enable` + `XR_KHR_opengl_enable`, an offscreen EGL context (Mesa llvmpipe on
+  CPU, the vendor driver on a GPU); works on headless runtimes such as Monado with its null compositor.
+- "glx": `XR_KHR_opengl_enable` with the Xlib/GLX binding on a desktop (a hidden GLFW window's
+  context), for runtimes without the EGL extension (SteamVR on Linux); needs $DISPLAY.
+- "auto" (default): EGL when the runtime offers it, else GLX when a display is there.
 """
 from __future__ import annotations
 
@@ -32,7 +35,9 @@ from studio.errors import DisplayUnavailableError, XRRuntimeUnavailableError
 
 log = logging.getLogger(__name__)
 
-REQUIRED_EXTENSIONS = ("XR_KHR_opengl_enable", "XR_MNDX_egl_enable")
+GL_EXTENSION = "XR_KHR_opengl_enable"
+EGL_EXTENSION = "XR_MNDX_egl_enable"
+BINDINGS = ("auto", "egl", "glx")
 GL_SRGB8_ALPHA8 = 0x8C43
 GL_RGBA8 = 0x8058
 
@@ -233,24 +238,27 @@ class LocatedView:
 
 
 class XRSession:
-    """An OpenXR instance + EGL/OpenGL session + stereo swapchains + reference space, with the
+    """An OpenXR instance + OpenGL (EGL or GLX) session + stereo swapchains + reference space, with the
     session state machine (`poll_events`). Single-threaded: create, drive and close it on one thread
     (the EGL context is current there). Use as a context manager.
 
     msaa: samples of the intermediate colour target (1 draws straight into the swapchain image).
     resolution_scale: multiplies the runtime's recommended per-eye size (clamped to its maximum).
+    binding: "auto", "egl" or "glx" (see the module docstring).
     """
 
-    def __init__(self, app_name: str = "studio", msaa: int = 4, resolution_scale: float = 1.0) -> None:
+    def __init__(self, app_name: str = "studio", msaa: int = 4, resolution_scale: float = 1.0, binding: str = "auto") -> None:
+        if binding not in BINDINGS:
+            raise ValueError(f"binding must be one of {BINDINGS}, got {binding!r}")
         os.environ.setdefault("EGL_PLATFORM", "surfaceless")
-        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")  # PyOpenGL is only used for EGL
         self.extensions = probe_runtime()
-        missing = [e for e in REQUIRED_EXTENSIONS if e not in self.extensions]
         import xr
 
         self._xr = xr
         self.instance = self.session = self.space = None
         self.egl = None
+        self._glfw = self._window = None
         self.ctx = None
         self.eyes: list[EyeTarget] = []
         self.state = xr.SessionState.UNKNOWN
@@ -261,12 +269,7 @@ class XRSession:
         self._local_exit = False
         self.runtime_name = ""
         self.space_type = ""
-        if missing:
-            raise XRRuntimeUnavailableError(
-                f"The active OpenXR runtime lacks {', '.join(missing)}; the studio's OpenXR viewer renders "
-                "through an offscreen EGL/OpenGL context (XR_MNDX_egl_enable, offered by Monado). "
-                "Use Monado, or preview in the headset's browser with `studio serve` and /xr/ (WebXR)."
-            )
+        self.binding = self._choose_binding(binding)
         try:
             self._open(app_name, max(1, int(msaa)), float(resolution_scale))
         except BaseException:
@@ -274,8 +277,31 @@ class XRSession:
             raise
 
     # -- set-up -------------------------------------------------------------------------------
-    def _open(self, app_name: str, msaa: int, scale: float) -> None:
-        xr = self._xr
+    def _choose_binding(self, binding: str) -> str:
+        ext = set(self.extensions)
+        have_display = bool(os.environ.get("DISPLAY"))
+        if GL_EXTENSION not in ext:
+            raise XRRuntimeUnavailableError(
+                f"The active OpenXR runtime lacks {GL_EXTENSION}; the studio's OpenXR viewer renders with OpenGL. "
+                "Use a runtime with OpenGL support (Monado, SteamVR), or preview in the headset's browser with "
+                "`studio serve` and /xr/ (WebXR)."
+            )
+        if binding == "auto":
+            binding = "egl" if EGL_EXTENSION in ext else "glx"
+        if binding == "egl" and EGL_EXTENSION not in ext:
+            raise XRRuntimeUnavailableError(
+                f"The active OpenXR runtime lacks {EGL_EXTENSION} (offscreen EGL rendering, offered by Monado); "
+                "run on a desktop with $DISPLAY set to use its GLX binding instead."
+            )
+        if binding == "glx" and not have_display:
+            raise DisplayUnavailableError(
+                f"The active OpenXR runtime has no {EGL_EXTENSION}, so the viewer needs a desktop OpenGL (GLX) "
+                "context, and no X display is set ($DISPLAY). Run it from the desktop session the runtime uses, "
+                "or use Monado (EGL, works headless), or preview over WebXR: `studio serve` and /xr/."
+            )
+        return binding
+
+    def _make_egl_context(self) -> Any:
         try:
             from xr.utils.gl.egl_util import EGLGraphicsBinding, EGLOffscreenContextProvider
         except Exception as exc:  # noqa: BLE001 - PyOpenGL missing or no libEGL
@@ -290,6 +316,44 @@ class XRSession:
             raise DisplayUnavailableError(
                 f"cannot create an offscreen EGL context ({exc}); sudo apt-get install libegl1 libgl1-mesa-dri"
             ) from None
+        def pointer() -> Any:
+            self._egl_binding = EGLGraphicsBinding(self.egl)  # keep alive for the session's lifetime
+            return self._egl_binding.pointer
+
+        return pointer
+
+    def _make_glx_context(self) -> Any:
+        xr = self._xr
+        try:
+            import glfw
+        except Exception as exc:  # noqa: BLE001
+            raise DisplayUnavailableError(f"GLFW is not available ({exc}); pip install glfw") from None
+        if not glfw.init():
+            raise DisplayUnavailableError(f"GLFW cannot open the X display {os.environ.get('DISPLAY')!r}")
+        self._glfw = glfw
+        glfw.window_hint(glfw.VISIBLE, False)
+        self._window = glfw.create_window(64, 64, "studio OpenXR", None, None)
+        if not self._window:
+            raise DisplayUnavailableError("GLFW could not create an OpenGL context on the X display")
+        glfw.make_context_current(self._window)
+
+        def addr(v: Any) -> int:
+            return v if isinstance(v, int) else ctypes.cast(v, ctypes.c_void_p).value
+
+        def pointer() -> Any:
+            f = dict(xr.GraphicsBindingOpenGLXlibKHR._fields_)
+            b = xr.GraphicsBindingOpenGLXlibKHR()
+            b.x_display = ctypes.cast(addr(glfw.get_x11_display()), f["x_display"])
+            b.glx_drawable = addr(glfw.get_glx_window(self._window))
+            b.glx_context = ctypes.cast(addr(glfw.get_glx_context(self._window)), f["glx_context"])
+            self._glx_binding = b  # keep alive for the session's lifetime
+            return ctypes.cast(ctypes.pointer(b), ctypes.c_void_p)
+
+        return pointer
+
+    def _open(self, app_name: str, msaa: int, scale: float) -> None:
+        xr = self._xr
+        make_binding = self._make_egl_context() if self.binding == "egl" else self._make_glx_context()
         import moderngl
 
         moderngl.init_context()  # attaches to the current EGL context (eglGetProcAddress loader)
@@ -301,7 +365,7 @@ class XRSession:
                 self.instance = xr.create_instance(
                     xr.InstanceCreateInfo(
                         application_info=xr.ApplicationInfo(application_name=app_name[:127], engine_name="studio"),
-                        enabled_extension_names=list(REQUIRED_EXTENSIONS),
+                        enabled_extension_names=[GL_EXTENSION] + ([EGL_EXTENSION] if self.binding == "egl" else []),
                     )
                 )
         except xr.exception.XrException as exc:
@@ -322,9 +386,8 @@ class XRSession:
         self.view_type = xr.ViewConfigurationType.PRIMARY_STEREO
         cfg_views = xr.enumerate_view_configuration_views(self.instance, self.system_id, self.view_type)
         xr.get_opengl_graphics_requirements_khr(self.instance, self.system_id)  # required before the session
-        self._binding = EGLGraphicsBinding(self.egl)
         self.session = xr.create_session(
-            self.instance, xr.SessionCreateInfo(system_id=self.system_id, next=self._binding.pointer)
+            self.instance, xr.SessionCreateInfo(system_id=self.system_id, next=make_binding())
         )
         spaces = list(xr.enumerate_reference_spaces(self.session))
         stype = xr.ReferenceSpaceType.STAGE if xr.ReferenceSpaceType.STAGE in spaces else xr.ReferenceSpaceType.LOCAL
@@ -524,6 +587,9 @@ class XRSession:
                 xr.destroy_instance(self.instance)
                 self.instance = None
         self.ctx = None
+        if self._window is not None:
+            self._glfw.destroy_window(self._window)
+            self._window = None
         if self.egl is not None:
             try:
                 self.egl.destroy()

@@ -408,3 +408,60 @@ def test_monado_stream_gap_resubscribes_for_a_snapshot(monado_env, tmp_path):
     assert m.mean() > 0.01
     col = seen[0][m][:, :3].mean(axis=0)
     assert abs(float(col[0]) - float(col[1])) < 25, col  # the skipped red delta was never applied
+
+
+GLX_SCRIPT = """
+import json
+import numpy as np
+from studio.pipelines.procedural import sample_asset
+from studio.renderers.openxr import run_openxr_viewer
+st = run_openxr_viewer(sample_asset(), frames=4, binding="glx", capture=True, msaa=1, background=(0.2, 0.3, 0.4))
+bg = np.round(np.array([0.2, 0.3, 0.4]) * 255)
+masks = [np.abs(im[..., :3].astype(int) - bg).max(-1) > 12 for im in st.eye_images]
+print("RESULT", json.dumps({"binding": st.binding, "states": st.states, "frames": st.frames_rendered,
+      "coverage": [float(m.mean()) for m in masks], "cx": [float(np.nonzero(m)[1].mean()) for m in masks]}))
+"""
+
+
+@pytest.mark.openxr
+@needs_runtime
+def test_monado_desktop_glx_binding_under_xvfb(tmp_path):
+    """The desktop path (Xlib/GLX binding, for runtimes without XR_MNDX_egl_enable such as SteamVR)
+    against Monado on a private Xvfb display, in its own process (GLX and EGL contexts apart)."""
+    import shutil
+
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.fail("Xvfb not found: apt-get install xvfb")
+    r, w = os.pipe()
+    proc = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    try:
+        with os.fdopen(r) as f:
+            num = f.readline().strip()
+        env = {**os.environ, "DISPLAY": f":{num}", "XRT_COMPOSITOR_NULL": "1", "SIMULATED_ENABLE": "1"}
+        p = subprocess.run([sys.executable, "-c", GLX_SCRIPT], env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert p.returncode == 0 and line, p.stderr[-3000:]
+    res = json.loads(line[0][7:])
+    assert res["binding"] == "glx" and res["frames"] == 4
+    assert "FOCUSED" in res["states"] and res["states"][-1] == "EXITING"
+    assert all(0.03 < c < 0.9 for c in res["coverage"])
+    assert res["cx"][0] > res["cx"][1] + 0.5  # stereo disparity: left eye sees it further right
+
+
+@pytest.mark.openxr
+@needs_runtime
+def test_glx_binding_without_display_is_a_clear_error(monado_env, monkeypatch):
+    from studio.errors import DisplayUnavailableError
+    from studio.renderers.openxr_session import XRSession
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(DisplayUnavailableError, match=r"no X display is set \(\$DISPLAY\)"):
+        XRSession(binding="glx")
+    with pytest.raises(ValueError, match="binding must be one of"):
+        XRSession(binding="vulkan")
