@@ -322,7 +322,9 @@ def write_obj(asset: Asset, path: str | Path) -> Path:
             textures[tex_name] = mat.base_color_texture.png_bytes()
             mtl.append(f"map_Kd {tex_name}\n")
         mtl.append("\n")
-    base = 0
+    # OBJ indices are global per attribute: v, vt and vn each count separately (a mesh without
+    # UVs adds vertices but no texture coordinates).
+    base_v = base_vt = base_vn = 0
     for i, m in enumerate(asset.meshes):
         v, n = _world(m)
         obj.append(f"o {_clean_name(m.name, f'mesh_{i}')}\nusemtl {mats[id(m.material)][0]}\n")
@@ -336,16 +338,23 @@ def write_obj(asset: Asset, path: str | Path) -> Path:
             obj.append(_fmt_rows("vt", _flip_v(m.uvs[0], np.float64), "%.17g"))
         if has_n:
             obj.append(_fmt_rows("vn", n, "%.9g"))
-        f = m.faces + base + 1
+        fv = m.faces + base_v + 1
+        ft = m.faces + base_vt + 1
+        fn = m.faces + base_vn + 1
         if has_uv and has_n:
-            obj.append("".join("f %d/%d/%d %d/%d/%d %d/%d/%d\n" % tuple(r) for r in np.repeat(f, 3, axis=1).tolist()))
+            rows = np.stack([fv, ft, fn], axis=2).reshape(len(fv), 9)
+            obj.append("".join("f %d/%d/%d %d/%d/%d %d/%d/%d\n" % tuple(r) for r in rows.tolist()))
         elif has_uv:
-            obj.append("".join("f %d/%d %d/%d %d/%d\n" % tuple(r) for r in np.repeat(f, 2, axis=1).tolist()))
+            rows = np.stack([fv, ft], axis=2).reshape(len(fv), 6)
+            obj.append("".join("f %d/%d %d/%d %d/%d\n" % tuple(r) for r in rows.tolist()))
         elif has_n:
-            obj.append("".join("f %d//%d %d//%d %d//%d\n" % tuple(r) for r in np.repeat(f, 2, axis=1).tolist()))
+            rows = np.stack([fv, fn], axis=2).reshape(len(fv), 6)
+            obj.append("".join("f %d//%d %d//%d %d//%d\n" % tuple(r) for r in rows.tolist()))
         else:
-            obj.append(_fmt_rows("f", f, "%d"))
-        base += len(v)
+            obj.append(_fmt_rows("f", fv, "%d"))
+        base_v += len(v)
+        base_vt += len(v) if has_uv else 0
+        base_vn += len(v) if has_n else 0
     for tex_name, data in textures.items():
         write_bytes_atomic(path.parent / tex_name, data)
     write_bytes_atomic(mtl_path, "".join(mtl).encode("utf-8"))

@@ -266,3 +266,22 @@ def test_validate_mesh_files(tmp_path: Path) -> None:
     rep = validate(tmp_path / "degen.obj")
     assert rep.ok and rep.codes("warning") == {"DEGENERATE_TRIANGLES": 1}
     assert any("2 triangles" in m.message for m in rep.messages)
+
+
+def test_obj_with_meshes_with_and_without_uvs_keeps_separate_index_counters(tmp_path):
+    """v, vt and vn are numbered separately in OBJ: a mesh without UVs must not shift the vt
+    indices of the meshes after it (regression: CesiumMilkTruck's glass has no UVs)."""
+    from studio.assets import Asset, Mesh
+    from studio.assets.io import load, save
+
+    tri = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0.0]])
+    uv = np.array([[0, 0], [1, 0], [0, 1]], np.float32)
+    a = Asset(meshes=[
+        Mesh.from_arrays(tri, [[0, 1, 2]], uvs=[uv], name="a"),
+        Mesh.from_arrays(tri + 2, [[0, 1, 2]], name="b"),
+        Mesh.from_arrays(tri + 4, [[0, 1, 2]], uvs=[uv * 0.5], name="c"),
+    ])
+    save(a, tmp_path / "m.obj", validate=True)
+    b = load(tmp_path / "m.obj")
+    assert [len(m.uvs) for m in b.meshes] == [1, 0, 1]
+    assert np.allclose(b.meshes[2].uvs[0], uv * 0.5) and np.allclose(b.meshes[2].vertices, tri + 4)
