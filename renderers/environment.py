@@ -145,6 +145,21 @@ def default_environment() -> Environment:
     return builtin_environment("studio")
 
 
+def resolve_environment(spec: "str | Path | Environment | None") -> Environment:
+    """An Environment from a built-in name (BUILTINS), an equirect image path, an Environment, or
+    None (the default studio environment). Unknown names that are not files raise InvalidAssetError."""
+    if spec is None:
+        return default_environment()
+    if isinstance(spec, Environment):
+        return spec
+    if isinstance(spec, str) and spec in BUILTINS:
+        return builtin_environment(spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise InvalidAssetError(path, f"not a built-in environment ({', '.join(BUILTINS)}) nor an image file")
+    return load_environment(path)
+
+
 # ---------------------------------------------------------------------------------------------
 # files
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from studio.assets.asset import Asset
 from studio.assets.atomic import atomic_path
 from studio.assets.cameras import Cameras
 
-from .environment import Environment
+from .environment import Environment, resolve_environment
 from .raster import Renderer, default_renderer
 
 Progress = Callable[[float, str], None]
@@ -89,7 +89,7 @@ def thumbnail(
     size: int = 512,
     *,
     background: Any = None,
-    environment: Environment | None = None,
+    environment: Environment | str | None = None,
     tone_mapping: str = "aces",
     renderer: Renderer | None = None,
 ) -> Path:
@@ -98,6 +98,7 @@ def thumbnail(
     from PIL import Image
 
     cams = orbit_cameras(asset, 1, size)
+    environment = resolve_environment(environment)
     res = _renderer(renderer).render(
         asset, cams, environment=environment, tone_mapping=tone_mapping, background=background, passes=("rgb", "alpha")
     )
@@ -121,7 +122,7 @@ def contact_sheet(
     *,
     elevation_deg: float = 20.0,
     background: Any = DEFAULT_BACKGROUND,
-    environment: Environment | None = None,
+    environment: Environment | str | None = None,
     tone_mapping: str = "aces",
     renderer: Renderer | None = None,
 ) -> Path:
@@ -129,6 +130,7 @@ def contact_sheet(
     from PIL import Image
 
     cams = orbit_cameras(asset, views, size, elevation_deg=elevation_deg)
+    environment = resolve_environment(environment)
     res = _renderer(renderer).render(asset, cams, environment=environment, tone_mapping=tone_mapping, background=background)
     rows = math.ceil(views / columns)
     sheet = np.zeros((rows * size, columns * size, 3), np.uint8)
@@ -150,7 +152,7 @@ def render_turntable(
     fps: int = 30,
     elevation_deg: float = 20.0,
     background: Any = DEFAULT_BACKGROUND,
-    environment: Environment | None = None,
+    environment: Environment | str | None = None,
     tone_mapping: str = "aces",
     crf: int = 20,
     progress: Progress | None = None,
@@ -167,6 +169,7 @@ def render_turntable(
         background = DEFAULT_BACKGROUND  # MP4 has no alpha
     side = size + (size % 2)
     cams = orbit_cameras(asset, frames, side, elevation_deg=elevation_deg)
+    environment = resolve_environment(environment)
     r = _renderer(renderer)
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -196,11 +199,12 @@ def render_turntable(
 # ---------------------------------------------------------------------------------------------
 
 
-def view_to_png(path_in: str | Path, path_out: str | Path, size: int = 512) -> Path:
-    """Load any supported asset file and write its thumbnail PNG (transparent background)."""
+def view_to_png(path_in: str | Path, path_out: str | Path, size: int = 512, environment: str | Environment | None = None) -> Path:
+    """Load any supported asset file and write its thumbnail PNG (transparent background).
+    environment: built-in name, equirect image path or None (studio)."""
     from studio.assets.io import load
 
-    return thumbnail(load(path_in), path_out, size=size)
+    return thumbnail(load(path_in), path_out, size=size, environment=environment)
 
 
 def turntable(
@@ -209,11 +213,12 @@ def turntable(
     frames: int = 60,
     size: int = 512,
     progress: Progress | None = None,
+    environment: str | Environment | None = None,
 ) -> Path:
     """Load any supported asset file and write a turntable MP4 of it."""
     from studio.assets.io import load
 
-    return render_turntable(load(path_in), path_out_mp4, frames=frames, size=size, progress=progress)
+    return render_turntable(load(path_in), path_out_mp4, frames=frames, size=size, progress=progress, environment=environment)
 
 
 def timed_turntable(asset: Asset, path: str | Path, frames: int = 60, size: int = 512) -> dict[str, float]:

@@ -23,7 +23,7 @@ from studio.assets.asset import Asset
 from studio.assets.cameras import Cameras
 from studio.errors import DisplayUnavailableError, StudioError
 
-from .environment import BUILTINS, Environment, builtin_environment
+from .environment import BUILTINS, Environment, builtin_environment, resolve_environment
 from .raster import Renderer
 from .thumbnails import framing
 
@@ -94,6 +94,8 @@ class Viewer:
         except Exception as exc:  # noqa: BLE001 - missing wheel or missing libglfw
             raise DisplayUnavailableError(f"GLFW is not available ({exc}); pip install glfw, or {HEADLESS_HINT}") from exc
         self._glfw = glfw
+        if not (isinstance(environment, str) and environment in BUILTINS):
+            resolve_environment(environment)  # a bad environment path fails before a window opens
         if not glfw.init():
             raise DisplayUnavailableError(f"cannot open the display {os.environ.get('DISPLAY', '')!r}; {HEADLESS_HINT}")
         glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
@@ -116,8 +118,9 @@ class Viewer:
         self.asset = self._load(source)
         self._mtime = self._stat()
         self.env_names: list[str] = list(BUILTINS)
-        self.custom_env = environment if isinstance(environment, Environment) else None
-        self.env_index = self.env_names.index(environment) if isinstance(environment, str) and environment in BUILTINS else 0
+        builtin = isinstance(environment, str) and environment in BUILTINS
+        self.custom_env = None if builtin else resolve_environment(environment)
+        self.env_index = self.env_names.index(environment) if builtin else 0
         self.wireframe = False
         self.debug_view = "none"
         self.lighting = "ibl"
@@ -294,6 +297,7 @@ class Viewer:
             self._glfw.terminate()
 
 
-def open_viewer(path: str | Path, environment: str = "studio", size: tuple[int, int] = (960, 720)) -> None:
-    """`studio view FILE` with a display: open the window and block until it is closed."""
+def open_viewer(path: str | Path, environment: str | Environment = "studio", size: tuple[int, int] = (960, 720)) -> None:
+    """`studio view FILE` with a display: open the window and block until it is closed.
+    environment: a built-in name (studio, sky, white) or an equirect HDR/EXR/PNG path."""
     Viewer(path, size=size, environment=environment).run()

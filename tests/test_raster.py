@@ -495,6 +495,14 @@ def test_bad_environment_files(tmp_path):
         envmod.load_environment(bad)
     with pytest.raises(InvalidAssetError):
         envmod.load_environment(tmp_path / "missing.hdr")
+    # names, paths and None resolve; anything else names itself in the error
+    assert envmod.resolve_environment("sky") is envmod.builtin_environment("sky")
+    assert envmod.resolve_environment(None) is envmod.default_environment()
+    png = tmp_path / "env.png"
+    Image.fromarray(np.full((8, 16, 3), 188, np.uint8)).save(png)
+    assert np.allclose(envmod.resolve_environment(str(png)).image, 0.5, atol=0.01)  # sRGB 188 → linear 0.5
+    with pytest.raises(InvalidAssetError, match="nosuchenv"):
+        envmod.resolve_environment("nosuchenv")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,6 +537,9 @@ def test_thumbnail_and_contact_sheet(tmp_path):
     p = thumbnail(asset, tmp_path / "th.png", size=48)
     im = np.asarray(Image.open(p))
     assert im.shape == (48, 48, 4) and im[0, 0, 3] == 0 and im[24, 24, 3] == 255
+    sky = np.asarray(Image.open(thumbnail(asset, tmp_path / "sky.png", size=48, environment="sky", background="environment")))
+    studio = np.asarray(Image.open(thumbnail(asset, tmp_path / "st.png", size=48, environment="studio", background="environment")))
+    assert sky.shape == (48, 48, 3) and np.abs(sky.astype(int) - studio).mean() > 20  # the environment name reached the renderer
     p2 = contact_sheet(asset, tmp_path / "sheet.png", views=6, size=32, columns=3)
     assert Image.open(p2).size == (96, 64)
 
