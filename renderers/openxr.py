@@ -475,9 +475,12 @@ def run_openxr_viewer(
             placed_layout = -1
             t_first = t_last = None
             try:
-                xs.wait_running(ready_timeout_s)
+                xs.wait_running(ready_timeout_s, stop=interrupted.is_set)
                 while not xs.should_exit:
                     xs.poll_events()
+                    if interrupted.is_set() and not xs.exit_requested:
+                        stats.exit_reason = stats.exit_reason or "interrupted"
+                        xs.request_exit()
                     if xs.should_exit:
                         break
                     if not xs.running:
@@ -554,9 +557,6 @@ def run_openxr_viewer(
                     if frames is not None and stats.frames_rendered >= frames:
                         want_exit = True
                         stats.exit_reason = stats.exit_reason or "frames"
-                    if interrupted.is_set():
-                        want_exit = True
-                        stats.exit_reason = stats.exit_reason or "interrupted"
                     if want_exit:
                         xs.request_exit()
                 if not stats.exit_reason:
@@ -599,7 +599,11 @@ def cli_openxr(
             stream_url = server
     if file is None and stream_url is None:
         raise InvalidAssetError(None, "give a FILE to show or --server URL to follow a studio's scene")
-    stats = run_openxr_viewer(file, frames=frames, stream_url=stream_url, msaa=msaa, binding=binding)
+    def announce(info: FrameInfo) -> None:
+        if info.index == 0:
+            print(f"OpenXR session {info.state}: showing {file or stream_url}; Ctrl-C ends it", flush=True)
+
+    stats = run_openxr_viewer(file, frames=frames, stream_url=stream_url, msaa=msaa, binding=binding, on_frame=announce)
     print(stats.summary())
     return stats
 

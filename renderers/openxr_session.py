@@ -547,13 +547,16 @@ class XRSession:
             )
         return submitted
 
-    def wait_running(self, timeout_s: float) -> None:
-        """Poll until the runtime makes the session READY (begun) or ends it. Raises
-        XRRuntimeUnavailableError when nothing happens within timeout_s."""
+    def wait_running(self, timeout_s: float, stop: Callable[[], bool] | None = None) -> None:
+        """Poll until the runtime makes the session READY (begun) or ends it, or `stop()` says so
+        (then `request_exit`). Raises XRRuntimeUnavailableError when nothing happens within timeout_s."""
         t0 = time.monotonic()
         while not self.running and not self.should_exit:
             self.poll_events()
             if self.running or self.should_exit:
+                break
+            if stop is not None and stop():
+                self.request_exit()
                 break
             if time.monotonic() - t0 > timeout_s:
                 raise XRRuntimeUnavailableError(

@@ -465,3 +465,26 @@ def test_glx_binding_without_display_is_a_clear_error(monado_env, monkeypatch):
         XRSession(binding="glx")
     with pytest.raises(ValueError, match="binding must be one of"):
         XRSession(binding="vulkan")
+
+
+@pytest.mark.openxr
+@needs_runtime
+def test_cli_ctrl_c_ends_the_session_cleanly(testdata, tmp_path):
+    """`studio xr openxr FILE` with no frame limit runs until Ctrl-C, which requests the session's
+    exit (the runtime walks it to EXITING) instead of breaking out: exit code 0 and a summary."""
+    import signal
+
+    env = {**os.environ, "XRT_COMPOSITOR_NULL": "1", "SIMULATED_ENABLE": "1", "EGL_PLATFORM": "surfaceless"}
+    p = subprocess.Popen([sys.executable, "-m", "studio.renderers.openxr", str(testdata / "gltf" / "Box" / "Box.glb"),
+                          "--msaa", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        first = p.stdout.readline()
+        assert first.startswith("OpenXR session FOCUSED: showing"), (first, p.stderr.read() if p.poll() is not None else "")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+    assert "exit: interrupted" in out and "STOPPING -> IDLE -> EXITING" in out, out
