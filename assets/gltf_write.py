@@ -5,7 +5,7 @@ distinct (geometry, attributes, material) so instances that share data share a m
 attribute (4-byte aligned, with targets), uint16 indices when they fit else uint32. Materials carry every
 texture slot, samplers, KHR_texture_transform, KHR_materials_emissive_strength and KHR_materials_unlit
 (declared in extensionsUsed). A mesh whose material has a normal map but that has no tangents gets
-tangents from its UV gradients (`generate_tangents`, same frame as MikkTSpace exporters on smooth meshes),
+tangents from its UV gradients (`studio.assets.tangents.compute_tangents`, same frame as MikkTSpace exporters on smooth meshes),
 so viewers need not generate a tangent space. Images keep their original PNG/JPEG bytes (`Texture.file_bytes()`) and are
 de-duplicated by content.
 
@@ -34,6 +34,7 @@ import numpy as np
 
 from studio.errors import UnsupportedFormatError, safe_name
 
+from .tangents import compute_tangents
 from .asset import Asset
 from .atomic import atomic_path
 from .material import Material, Sampler, Texture
@@ -163,39 +164,6 @@ def _unit(v: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     if zero.any():
         v[zero] = fallback[zero]
     return v
-
-
-def generate_tangents(v: np.ndarray, f: np.ndarray, n: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """(V,4) float32 per-vertex tangents from UV gradients (Lengyel's method, area weighted).
-
-    v (V,3) positions, f (F,3) faces, n (V,3) unit normals, uv (V,2) in glTF convention (v down). xyz is
-    Gram-Schmidt orthogonalised against n; w = ±1 so that bitangent = cross(n, t)·w points along -v_gltf
-    (+v in the bottom-left UV convention the normal maps are authored in), as MikkTSpace exporters write it.
-    """
-    v = v.astype(np.float64)
-    n = n.astype(np.float64)
-    uv = uv.astype(np.float64) * np.array([1.0, -1.0])  # to bottom-left origin
-    e1, e2 = v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]
-    d1, d2 = uv[f[:, 1]] - uv[f[:, 0]], uv[f[:, 2]] - uv[f[:, 0]]
-    r = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
-    ok = np.abs(r) > 1e-20
-    inv = np.where(ok, 1.0 / np.where(ok, r, 1.0), 0.0)[:, None]
-    sdir = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * inv
-    tdir = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * inv
-    ts, bs = np.zeros_like(v), np.zeros_like(v)
-    for k in range(3):
-        np.add.at(ts, f[:, k], sdir)
-        np.add.at(bs, f[:, k], tdir)
-    t = ts - n * np.sum(n * ts, axis=1, keepdims=True)
-    length = np.linalg.norm(t, axis=1)
-    bad = ~(length > 1e-12)
-    t[~bad] /= length[~bad, None]
-    if bad.any():  # no usable UV gradient: any unit vector perpendicular to the normal
-        helper = np.where(np.abs(n[bad, 0:1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-        p = np.cross(n[bad], helper)
-        t[bad] = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-    w = np.where(np.sum(np.cross(n, t) * bs, axis=1) < 0.0, -1.0, 1.0)
-    return np.concatenate([t, w[:, None]], axis=1).astype(np.float32)
 
 
 class _Builder:
@@ -388,7 +356,7 @@ class _Builder:
                 if normals is None:
                     normals = mesh.vertex_normals()
                 unit_n = _unit(np.asarray(normals), computed_normals())
-                tangents = generate_tangents(v, mesh.faces, unit_n, np.asarray(mesh.uvs[k]))
+                tangents = compute_tangents(v, unit_n, np.asarray(mesh.uvs[k]), mesh.faces)
         attrs: dict[str, int] = {
             "POSITION": self.accessor(v.astype(np.float32), FLOAT, ARRAY_BUFFER, minmax=True)
         }
