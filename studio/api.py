@@ -6,6 +6,7 @@ from typing import Any
 
 from .cache import StageCache
 from .config import cache_limit_bytes, studio_home
+from .errors import ToolUnavailableError
 from .jobs import Job, JobStore
 from .registry import pipelines
 from .runner import Runner
@@ -14,12 +15,25 @@ from .runner import Runner
 class Studio:
     """State under `home` ($STUDIO_HOME): jobs.sqlite, cache/, results/<job id>/."""
 
-    def __init__(self, home: str | Path | None = None, workers: int = 1, cache_bytes: int | None = None, pipelines_override: dict | None = None):
+    def __init__(self, home: str | Path | None = None, workers: int = 1, cache_bytes: int | None = None, pipelines_override: dict | None = None,
+                 backend: str = "local", ray_address: str | None = None):
+        """`backend="ray"` runs stages as Ray tasks (needs the `ray` extra; `ray_address` None
+        starts a local Ray instance, "auto" or "ray://host:port" joins a cluster)."""
+        if backend not in ("local", "ray"):
+            raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
         self.home = Path(home) if home else studio_home()
         self.home.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(self.home / "jobs.sqlite")
         self.cache = StageCache(self.home / "cache", cache_bytes or cache_limit_bytes())
-        self.runner = Runner(self.store, self.cache, pipelines_override or pipelines(), self.home / "results", workers=workers)
+        executor = None
+        if backend == "ray":
+            try:
+                from .ray_backend import RayExecutor
+            except ImportError as e:
+                raise ToolUnavailableError(f"--backend ray needs Ray: pip install 'studio3d[ray]' ({e})") from None
+            executor = RayExecutor(self.store.path, address=ray_address)
+        self.backend = backend
+        self.runner = Runner(self.store, self.cache, pipelines_override or pipelines(), self.home / "results", workers=workers, executor=executor)
 
     def run(self, pipeline: str, params: dict[str, Any] | None = None, progress=None) -> Job:
         """Submit and run a job in this thread; `progress(fraction, message)` is polled from the store."""

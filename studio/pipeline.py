@@ -51,6 +51,7 @@ class Stage:
     params: tuple[str, ...] | None = None  # params fields the output depends on; None = all
     cache: bool = True  # False for cheap stages that write job files (export)
     weight: float = 1.0  # share of the job's progress bar
+    gpu: bool = False  # needs a GPU: the Ray backend requests one for this stage's task
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,14 @@ import queue
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .cache import StageCache
 from .errors import CancelledError, StudioError
 from .jobs import FINAL, Job, JobStore
-from .pipeline import Pipeline, StageContext, parse_params, params_to_dict
+from .pipeline import Pipeline, Stage, StageContext, parse_params, params_to_dict
 
 log = logging.getLogger("studio.runner")
 
@@ -46,13 +47,56 @@ class UnknownPipelineError(StudioError):
     exit_code = 2
 
 
+@dataclass
+class StageCall:
+    """One stage to execute for a job: what a StageExecutor needs besides the in-process ctx.
+    `inputs` maps upstream stage names to values (or executor references from `lookup`/`run`);
+    the stage's progress maps onto the job's bar as (base + fraction * stage.weight) / total."""
+
+    job_id: str
+    stage: Stage
+    key: str
+    params: Any
+    inputs: dict[str, Any]
+    out_dir: Path
+    base: float
+    total: float
+
+
+class StageExecutor:
+    """Where stages run. This default runs them in the worker thread and keeps values in memory;
+    `studio.ray_backend.RayExecutor` runs each stage as a Ray task reading and writing the cache."""
+
+    def lookup(self, cache: StageCache, key: str) -> tuple[bool, Any]:
+        """(hit, value or reference) for a cached stage output."""
+        return cache.get(key)
+
+    def run(self, cache: StageCache, call: StageCall, ctx: StageContext) -> Any:
+        """Execute `call.stage`, store its output in the cache when the stage is cached, return it."""
+        s = call.stage
+        val = s.fn(call.params, call.inputs, ctx)
+        if s.cache:
+            cache.put(call.key, val, {"stage": s.name, "version": s.version, "job": call.job_id})
+        return val
+
+    def resolve(self, cache: StageCache, value: Any) -> Any:
+        """The plain value of something `lookup`/`run` returned (the job's final output)."""
+        return value
+
+    def close(self) -> None:
+        """Release executor resources (the Ray executor disconnects from its cluster)."""
+
+
 class Runner:
     """Runs jobs from `store` with `pipelines`, caching stage outputs in `cache`.
 
-    Results of job J are written to `results_root/J/`. `workers` threads take queued jobs.
+    Results of job J are written to `results_root/J/`. `workers` threads take queued jobs; each
+    stage runs through `executor` (default: in the worker thread).
     """
 
-    def __init__(self, store: JobStore, cache: StageCache, pipelines: dict[str, Pipeline], results_root: Path, workers: int = 1):
+    def __init__(self, store: JobStore, cache: StageCache, pipelines: dict[str, Pipeline], results_root: Path, workers: int = 1,
+                 executor: StageExecutor | None = None):
+        self.executor = executor or StageExecutor()
         self.store = store
         self.cache = cache
         self.pipelines = pipelines
@@ -105,6 +149,7 @@ class Runner:
         for t in self._threads:
             t.join(timeout=5)
         self._threads.clear()
+        self.executor.close()
 
     def wait(self, job_id: str, timeout: float = 600.0) -> Job:
         end = time.time() + timeout
@@ -177,7 +222,7 @@ class Runner:
                 done_w += s.weight
                 continue
             if s.cache:
-                hit, val = self.cache.get(keys[s.name])
+                hit, val = self.executor.lookup(self.cache, keys[s.name])
                 if hit:
                     values[s.name] = last = val
                     done_w += s.weight
@@ -192,14 +237,14 @@ class Runner:
             ctx = StageContext(out_dir=out_dir, report=report, is_cancelled=lambda: job.id in self._cancel or self._cancelled_in_store(job.id))
             ctx.progress(0.0, f"{s.name}: started")
             t0 = time.perf_counter()
-            val = s.fn(params, {i: values[i] for i in s.inputs}, ctx)
+            call = StageCall(job.id, s, keys[s.name], params, {i: values[i] for i in s.inputs}, out_dir, base, total)
+            val = self.executor.run(self.cache, call, ctx)
             elapsed = time.perf_counter() - t0
             self.store.append_log(job.id, f"{s.name}: ran in {elapsed:.2f} s")
             _observe(s.name, elapsed)
-            if s.cache:
-                self.cache.put(keys[s.name], val, {"stage": s.name, "version": s.version, "job": job.id})
             values[s.name] = last = val
             done_w += s.weight
+        last = self.executor.resolve(self.cache, last)
         if isinstance(last, dict):
             return {k: str(v) for k, v in last.items()}
         return {}

@@ -1,0 +1,146 @@
+"""Ray backend: a job on a local Ray instance gives the same result as the in-process runner,
+re-runs are cache hits, progress comes back through the job store, cancellation stops the
+task, and the default (local) path never imports ray."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from studio.api import Studio
+from studio.errors import EmptyResultError
+from studio.pipeline import Pipeline, Stage, param
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+
+
+@dataclass(frozen=True)
+class RayToyParams:
+    n: int = param(6, "size", minimum=1, maximum=10_000)
+    seed: int = param(0, "random seed")
+    slow: bool = param(False, "sleep in the last stage (for cancellation)")
+    fail: bool = param(False, "raise in the first stage")
+
+
+def make(p, inputs, ctx):
+    ctx.progress(0.0, "making")
+    if p.fail:
+        raise EmptyResultError("nothing to make")
+    return np.random.default_rng(p.seed).standard_normal((p.n, 3))
+
+
+def transform(p, inputs, ctx):  # flagged as a GPU stage; runs on CPU on a GPU-less cluster
+    x = inputs["make"]
+    return {"points": x @ np.diag([1.0, 2.0, 3.0]), "pid": os.getpid()}
+
+
+def export(p, inputs, ctx):
+    pts = inputs["transform"]["points"]
+    for i in range(100 if p.slow else 2):
+        ctx.progress(i / 100, "exporting")
+        if p.slow:
+            time.sleep(0.05)
+    np.save(ctx.out_dir / "points.npy", pts)
+    (ctx.out_dir / "pid.txt").write_text(str(os.getpid()))
+    return {"points": ctx.out_dir / "points.npy", "pid": ctx.out_dir / "pid.txt"}
+
+
+RAY_TOY = Pipeline(
+    "raytoy",
+    RayToyParams,
+    (
+        Stage("make", make, params=("n", "seed", "fail")),
+        Stage("transform", transform, inputs=("make",), params=(), gpu=True),
+        Stage("export", export, inputs=("transform",), cache=False),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    # The toy stages live in this test module, which Ray workers cannot import: ship them by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _studio(home: Path, backend: str) -> Studio:
+    return Studio(home, workers=1, pipelines_override={"raytoy": RAY_TOY}, backend=backend)
+
+
+def test_ray_job_equals_local_job_and_rerun_hits_cache(tmp_path, ray_instance):
+    local = _studio(tmp_path / "local", "local").run("raytoy", {"n": 50, "seed": 3})
+    assert local.state == "succeeded", local.error
+
+    st = _studio(tmp_path / "ray", "ray")
+    j1 = st.run("raytoy", {"n": 50, "seed": 3})
+    assert j1.state == "succeeded", j1.error + j1.log if j1.error else j1.log
+    assert j1.progress == 1.0 and j1.stage == "export"
+    np.testing.assert_array_equal(np.load(j1.results["points"]), np.load(local.results["points"]))
+    # every stage ran in a Ray worker, not in this process
+    assert int(Path(j1.results["pid"]).read_text()) != os.getpid()
+    for s in ("make", "transform", "export"):
+        assert f"{s}: ran in" in j1.log
+    # the tasks wrote the cache (the driver never ran a stage): same keys, same values as local
+    keys = st.runner.stage_keys(RAY_TOY, RayToyParams(n=50, seed=3))
+    hit, value = st.cache.get(keys["transform"])
+    assert hit and value["pid"] != os.getpid()
+    np.testing.assert_array_equal(value["points"], np.load(local.results["points"]))
+
+    hits_before = st.cache.hits
+    j2 = st.run("raytoy", {"n": 50, "seed": 3})
+    assert j2.state == "succeeded", j2.error
+    assert "transform: cache hit" in j2.log and "make: skipped" in j2.log
+    assert "transform: ran in" not in j2.log and "make: ran in" not in j2.log
+    assert st.cache.hits == hits_before + 1
+    np.testing.assert_array_equal(np.load(j2.results["points"]), np.load(local.results["points"]))
+
+    j3 = st.run("raytoy", {"n": 50, "seed": 4})  # a params change reruns upstream stages
+    assert "make: ran in" in j3.log and "transform: ran in" in j3.log
+    assert not np.array_equal(np.load(j3.results["points"]), np.load(local.results["points"]))
+
+
+def test_ray_progress_and_cancel(tmp_path, ray_instance):
+    st = _studio(tmp_path, "ray")
+    st.runner.start()
+    try:
+        job = st.runner.submit("raytoy", {"n": 5, "slow": True})
+        seen = None
+        end = time.time() + 30
+        while time.time() < end:
+            j = st.store.get(job.id)
+            if j.stage == "export" and j.message == "exporting" and 0 < j.progress < 1:
+                seen = j  # progress written by the Ray task into the shared job store
+                break
+            time.sleep(0.05)
+        assert seen is not None, st.store.get(job.id)
+        st.runner.cancel(job.id)
+        final = st.runner.wait(job.id, timeout=20)
+        assert final.state == "cancelled", (final.state, final.error)
+        time.sleep(0.5)
+        assert not (st.home / "results" / job.id / "points.npy").exists(), "the task kept running after cancel"
+        # a stage error in a task surfaces as the stage's own error type, not a Ray wrapper
+        bad = st.runner.wait(st.runner.submit("raytoy", {"n": 5, "fail": True}).id, timeout=30)
+        assert bad.state == "failed" and bad.error == "EmptyResultError: nothing to make", bad.error
+    finally:
+        st.runner.shutdown()
+
+
+def test_local_backend_never_imports_ray(tmp_path):
+    code = (
+        "import sys; import studio.api, studio.server, studio.runner;"
+        f"st = studio.api.Studio({str(tmp_path)!r}); st.runner.shutdown();"
+        "assert 'ray' not in sys.modules, 'ray imported on the local path'; print('ok')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+    with pytest.raises(ValueError, match="backend"):
+        Studio(tmp_path, backend="dask")
