@@ -144,12 +144,17 @@ def _loras(refs: Sequence[Any]) -> list[LoraRef]:
     return out
 
 
+def _model_index(folder: Path) -> dict[str, Any]:
+    try:
+        d = json.loads((Path(folder) / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
 def pipeline_class_name(folder: Path) -> str:
     """`_class_name` from a diffusers folder's model_index.json ('' when absent)."""
-    try:
-        return str(json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name", ""))
-    except (OSError, ValueError):
-        return ""
+    return str(_model_index(folder).get("_class_name", ""))
 
 
 def _check(p: TextToImageParams) -> None:
@@ -188,7 +193,10 @@ def _load_base(folder: Path, cfg, cache: PipelineCache | None):
 
     def loader():
         variant = "fp16" if cfg.dtype != "float32" and any(folder.glob("*/*.fp16.safetensors")) else None
-        pipe = AutoPipelineForText2Image.from_pretrained(str(folder), dtype=cfg.torch_dtype, variant=variant)
+        # components saved as [null, null] (no safety checker, SD3 without its T5 encoder) are passed as None
+        absent = {k: None for k, v in _model_index(folder).items()
+                  if not k.startswith("_") and isinstance(v, list) and v[:2] == [None, None]}
+        pipe = AutoPipelineForText2Image.from_pretrained(str(folder), dtype=cfg.torch_dtype, variant=variant, **absent)
         pipe.set_progress_bar_config(disable=True)
         return place_pipeline(pipe, cfg)
 
@@ -293,9 +301,10 @@ def generate_images(params: TextToImageParams, progress: Progress | None = None,
             if mode == "text":
                 kwargs.update(width=p.width, height=p.height)
             else:
-                kwargs.update(image=to_pil(init), strength=p.strength)
+                # the output keeps the init image's size (SD1.x img2img infers it; SD3/SDXL take it explicitly)
+                kwargs.update(image=to_pil(init), strength=p.strength, width=init.shape[1], height=init.shape[0])
                 if mode == "inpaint":
-                    kwargs.update(mask_image=to_pil(mask.astype(np.uint8) * 255), width=init.shape[1], height=init.shape[0])
+                    kwargs["mask_image"] = to_pil(mask.astype(np.uint8) * 255)
             if controlnet is not None:
                 control = to_pil(load_rgb(p.controlnet.image, "control image"))
                 kwargs["controlnet_conditioning_scale"] = p.controlnet.scale

@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers (pytest runs with --import-mode=importlib)
 from tiny_models import (save_tiny_controlnet, save_tiny_ip_adapter, save_tiny_lora, save_tiny_sd,  # noqa: E402
-                         single_thread)
+                         save_tiny_sd3, single_thread)
 
 from studio.errors import BlockedContentError, CancelledError, ModelUnavailableError  # noqa: E402
 from studio.models import PipelineCache, register  # noqa: E402
@@ -253,3 +253,27 @@ def test_files_carry_parameters_and_sizes_are_checked(tmp_path):
         run(width=36)
     with pytest.raises(ParamsError, match="prompt"):
         run(prompt="  ")
+
+
+def test_sd3_family_is_selected_from_model_index(tmp_path_factory):
+    """A flow-matching MMDiT (StableDiffusion3Pipeline, no T5) through the same entry point."""
+    from diffusers import StableDiffusion3Pipeline
+
+    sd3 = save_tiny_sd3(tmp_path_factory.mktemp("tiny_sd3") / "sd3")
+    p = dict(model="my-sd3", model_path=str(sd3), guidance_scale=3.0)
+    seen = []
+    a = generate_images(params(**p), progress=lambda f, m: seen.append(f), cache=CACHE)
+    assert a.images[0].shape == (32, 32, 3) and seen == pytest.approx([0.0, 0.5, 1.0])
+    warm = [CACHE._entries[k] for k in CACHE.keys() if k[1] == str(sd3.resolve())]
+    assert len(warm) == 1 and type(warm[0]) is StableDiffusion3Pipeline
+    assert np.array_equal(run(**p), a.images[0])
+    assert np.abs(run(**p, seed=2).astype(int) - a.images[0]).mean() > 5
+    assert np.array_equal(run(**p, scheduler="euler"), a.images[0])  # its own FlowMatchEuler
+    with pytest.raises(ParamsError, match="flow-matching"):
+        run(**p, scheduler="dpmpp_2m")
+    init = np.random.default_rng(2).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    assert run(**p, init_image=init, strength=0.5).shape == init.shape
+    mask = np.zeros((32, 48), bool)
+    mask[4:20, 10:40] = True
+    out = run(**p, init_image=init, mask=mask, strength=1.0)
+    assert np.array_equal(out[~mask], init[~mask]) and (out[mask] != init[mask]).any(axis=-1).mean() > 0.9

@@ -336,3 +336,39 @@ def save_tiny_svd(folder: Path, seed: int = 0) -> Path:
                                         feature_extractor=CLIPImageProcessor(crop_size=32, size=32))
     pipe.save_pretrained(folder)
     return folder
+
+
+# ---- Stable Diffusion 3 (flow matching, MMDiT) ----------------------------------------------------------
+
+
+def save_tiny_sd3(folder: Path, seed: int = 0) -> Path:
+    """A StableDiffusion3Pipeline folder: 1-layer SD3Transformer2DModel, two 2-layer
+    CLIPTextModelWithProjection + BPE tokenizers, no T5 (SD3 runs without its third encoder, as the
+    `text_encoder_3=None` option of the real pipeline), a 2-block 16-channel AutoencoderKL, FlowMatchEuler."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(
+        sample_size=16, patch_size=2, in_channels=16, num_layers=1, attention_head_dim=8, num_attention_heads=4,
+        caption_projection_dim=32, joint_attention_dim=64, pooled_projection_dim=64, out_channels=16)
+    cfg = CLIPTextConfig(bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05,
+                         num_attention_heads=4, num_hidden_layers=2, pad_token_id=1, vocab_size=CLIP_VOCAB_SIZE,
+                         hidden_act="gelu", projection_dim=32)
+    torch.manual_seed(seed + 1)
+    te1 = CLIPTextModelWithProjection(cfg)
+    te2 = CLIPTextModelWithProjection(cfg)
+    torch.manual_seed(seed + 2)
+    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(8, 8), layers_per_block=1,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        latent_channels=16, norm_num_groups=4, use_quant_conv=False, use_post_quant_conv=False,
+                        shift_factor=0.0609, scaling_factor=1.5035)
+    tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(folder / "_tok"))
+    pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae,
+                                    text_encoder=te1, tokenizer=tok, text_encoder_2=te2, tokenizer_2=tok,
+                                    text_encoder_3=None, tokenizer_3=None)
+    pipe.save_pretrained(folder)
+    for p in (folder / "_tok").iterdir():
+        p.unlink()
+    (folder / "_tok").rmdir()
+    return folder
