@@ -963,7 +963,7 @@ SH_C3 = (
 
 def eval_sh_colors(sh: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     """(N,K,3) SH coefficients (3DGS convention, degree ≤ 3 used) seen along unit `dirs` (N,3)
-    (from the camera to the splat) → (N,3) colour, clamped ≥ 0 (3DGS: SH + 0.5)."""
+    (from the camera to the splat) → (N,3) display sRGB colour, clamped ≥ 0 (3DGS: SH + 0.5)."""
     k = sh.shape[1]
     c = 0.28209479177387814 * sh[:, 0]
     if k >= 4:

@@ -10,5 +10,7 @@ void main() {
     if (power > 0.0) discard;
     float alpha = min(0.99, v_rgba.a * exp(power));
     if (alpha < 1.0 / 255.0) discard;
-    o_color = vec4(linear_to_srgb(tonemap(v_rgba.rgb)), alpha);
+    // SH colours are display sRGB, as 3DGS trains them and every splat viewer shows them: no
+    // encoding and no tone mapping (the mesh shading is scene-referred, splats are display-referred)
+    o_color = vec4(clamp(v_rgba.rgb, 0.0, 1.0), alpha);
 }
