@@ -489,14 +489,18 @@ static void block_lists(const std::vector<S>& g, int64_t n, int x0, int y0, int 
   }
 }
 
-template <typename S>
-static void fwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_isects,
+constexpr int MAXD = 64;  // channels per kernel call (the caller chunks wider colours)
+
+template <typename S, int DC>  // DC > 0: channel count known at compile time
+static void fwd(int I, int H, int W, int ts, int tw, int th, int D_, int64_t n_isects,
                 const S* xy, const S* conic, const S* opac, const S* col, const S* bg,
                 const int32_t* offsets, const int32_t* flat,
                 S* out_col, S* out_T, int32_t* out_last, int nthreads) {
   const int64_t ntiles = (int64_t)I * th * tw;
+  const int D = DC > 0 ? DC : D_;
   parallel_for(ntiles, nthreads, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<S> g, c, acc(D);
+    std::vector<S> g, c;
+    S acc[MAXD];
     std::vector<std::vector<int32_t>> lists;
     for (int64_t t = t0; t < t1; ++t) {
       const int img = (int)(t / ((int64_t)th * tw));
@@ -514,7 +518,7 @@ static void fwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
         for (int j = x0; j < x1; ++j) {
           const std::vector<int32_t>& lst = lists[(size_t)((i - y0) / BS) * nbx + (j - x0) / BS];
           const S px = (S)j + (S)0.5, py = (S)i + (S)0.5;
-          std::fill(acc.begin(), acc.end(), (S)0);
+          for (int d = 0; d < D; ++d) acc[d] = 0;
           S T = 1;
           int32_t last = 0;
           for (size_t li = 0; li < lst.size(); ++li) {
@@ -546,15 +550,17 @@ static void fwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
 
 // Gradients are written per intersection entry (each belongs to exactly one tile, so no
 // races); the caller scatter-adds them onto Gaussians with index_add_.
-template <typename S>
-static void bwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_isects,
+template <typename S, int DC>
+static void bwd(int I, int H, int W, int ts, int tw, int th, int D_, int64_t n_isects,
                 const S* xy, const S* conic, const S* opac, const S* col, const S* bg,
                 const int32_t* offsets, const int32_t* flat,
                 const S* out_T, const int32_t* out_last, const S* v_col, const S* v_alpha,
                 S* g_xy, S* g_conic, S* g_opac, S* g_col, S* g_abs, int nthreads) {
   const int64_t ntiles = (int64_t)I * th * tw;
+  const int D = DC > 0 ? DC : D_;
   parallel_for(ntiles, nthreads, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<S> g, c, buf(D);
+    std::vector<S> g, c;
+    S buf[MAXD];
     std::vector<std::vector<int32_t>> lists;
     for (int64_t t = t0; t < t1; ++t) {
       const int img = (int)(t / ((int64_t)th * tw));
@@ -587,7 +593,7 @@ static void bwd(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_is
           const S va = v_alpha[pix];
           S bgdot = 0;
           if (bgi) for (int d = 0; d < D; ++d) bgdot += bgi[d] * vc[d];
-          std::fill(buf.begin(), buf.end(), (S)0);
+          for (int d = 0; d < D; ++d) buf[d] = 0;
           // entries of this block's list before the pixel's last contributor, back to front
           int64_t li = std::lower_bound(lst.begin(), lst.end(), out_last[pix]) - lst.begin();
           while (--li >= 0) {
@@ -1061,16 +1067,18 @@ extern "C" {
   const int32_t* offsets, const int32_t* flat, S* out_col, S* out_T, int32_t* out_last, int nt
 #define FWD_CALL I, H, W, ts, tw, th, D, n, xy, conic, opac, col, bg, offsets, flat, \
   out_col, out_T, out_last, nt
-void splat_fwd_f32(FWD_ARGS(float)) { fwd<float>(FWD_CALL); }
-void splat_fwd_f64(FWD_ARGS(double)) { fwd<double>(FWD_CALL); }
+#define BY_D(F, S, CALL) switch (D) { case 1: F<S, 1>(CALL); break; case 2: F<S, 2>(CALL); break; \
+  case 3: F<S, 3>(CALL); break; case 4: F<S, 4>(CALL); break; default: F<S, 0>(CALL); }
+void splat_fwd_f32(FWD_ARGS(float)) { BY_D(fwd, float, FWD_CALL) }
+void splat_fwd_f64(FWD_ARGS(double)) { BY_D(fwd, double, FWD_CALL) }
 #define BWD_ARGS(S) int I, int H, int W, int ts, int tw, int th, int D, int64_t n, \
   const S* xy, const S* conic, const S* opac, const S* col, const S* bg, \
   const int32_t* offsets, const int32_t* flat, const S* out_T, const int32_t* out_last, \
   const S* v_col, const S* v_alpha, S* g_xy, S* g_conic, S* g_opac, S* g_col, S* g_abs, int nt
 #define BWD_CALL I, H, W, ts, tw, th, D, n, xy, conic, opac, col, bg, offsets, flat, \
   out_T, out_last, v_col, v_alpha, g_xy, g_conic, g_opac, g_col, g_abs, nt
-void splat_bwd_f32(BWD_ARGS(float)) { bwd<float>(BWD_CALL); }
-void splat_bwd_f64(BWD_ARGS(double)) { bwd<double>(BWD_CALL); }
+void splat_bwd_f32(BWD_ARGS(float)) { BY_D(bwd, float, BWD_CALL) }
+void splat_bwd_f64(BWD_ARGS(double)) { BY_D(bwd, double, BWD_CALL) }
 #define PF_ARGS(S) int B, int C, int N, const S* means, const S* quats, const S* scales, \
   const S* opac, const S* viewmats, const S* Ks, int W, int H, S eps2d, S near_plane, \
   S far_plane, S radius_clip, int calc_comp, int32_t* radii, S* means2d, S* depths, \
@@ -1200,6 +1208,9 @@ def backend() -> str:
     if forced == "cpp":
         raise RuntimeError(f"STUDIO_SPLAT_BACKEND=cpp but the kernel did not build: {_lib_error}")
     return "torch"
+
+
+_MAX_CHANNELS = 64  # MAXD in the kernel
 
 
 def _n_threads(n_isects: int, tile_size: int) -> int:
@@ -1358,8 +1369,18 @@ def rasterize_to_pixels(
     stores Σ|∂L/∂means2d| per pixel in ``means2d.absgrad`` (C++ backend).
     """
     if backend() == "cpp":
-        return _CompositeCpp.apply(means2d, conics, colors, opacities, backgrounds, width,
-                                   height, tile_size, isect_offsets, flatten_ids, absgrad)
+        D = colors.shape[-1]
+        if D <= _MAX_CHANNELS:
+            return _CompositeCpp.apply(means2d, conics, colors, opacities, backgrounds, width,
+                                       height, tile_size, isect_offsets, flatten_ids, absgrad)
+        outs = [
+            _CompositeCpp.apply(means2d, conics, colors[..., i:i + 32], opacities,
+                                None if backgrounds is None else backgrounds[..., i:i + 32],
+                                width, height, tile_size, isect_offsets, flatten_ids,
+                                absgrad and i == 0)
+            for i in range(0, D, 32)
+        ]
+        return torch.cat([o[0] for o in outs], -1), outs[0][1]
     if absgrad:
         raise NotImplementedError("absgrad needs the C++ splat kernel (g++ was not usable)")
     return _composite_torch(means2d, conics, colors, opacities, backgrounds, width, height,
