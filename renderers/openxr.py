@@ -416,6 +416,16 @@ def _read_fbo(fbo: Any, w: int, h: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8).reshape(h, w, 4)[::-1].copy()
 
 
+def _warm_up(renderer: Any, asset: Asset | None, environment: Any) -> None:
+    """Prefilter the IBL environment, compile and upload before the frame loop (seconds on a CPU)."""
+    from .environment import default_environment
+
+    renderer.environment(environment if environment is not None else default_environment())
+    if asset is not None:
+        cams = Cameras.look_at([[0.0, 0.0, 3.0]], [0.0, 0.0, 0.0], fov_y_deg=40.0, width=8, height=8)
+        renderer.render(asset, cams, environment=environment, msaa=1)
+
+
 def run_openxr_viewer(
     asset_or_path: Asset | str | Path | None,
     frames: int | None = None,
@@ -471,6 +481,7 @@ def run_openxr_viewer(
             renderer = Renderer(ctx=xs.ctx)
             if stream_url:
                 stream = SceneStreamClient(stream_url, token=stream_token)
+            _warm_up(renderer, scene.combined(), environment)  # so the first frames are on time
             placement: np.ndarray | None = None
             placed_layout = -1
             t_first = t_last = None
