@@ -166,8 +166,8 @@ def resolve_environment(spec: "str | Path | Environment | None") -> Environment:
 
 
 def load_environment(path: str | Path, intensity: float = 1.0, rotation: float = 0.0) -> Environment:
-    """Load an equirectangular image: Radiance .hdr (own reader), 8/16-bit PNG/JPEG (sRGB → linear),
-    or EXR/other float formats through imageio when a plugin for them is installed."""
+    """Load an equirectangular image: Radiance .hdr (own reader), OpenEXR (FFmpeg's decoder via av),
+    8/16-bit PNG/JPEG (sRGB → linear), or another format through imageio when a plugin reads it."""
     from studio.assets.colour import srgb_to_linear
 
     path = Path(path)
@@ -189,6 +189,8 @@ def load_environment(path: str | Path, intensity: float = 1.0, rotation: float =
         except Exception as exc:  # noqa: BLE001 - any decoder failure is a broken file
             raise InvalidAssetError(path, f"cannot decode environment image: {exc}") from exc
         img = srgb_to_linear(arr).astype(np.float32)
+    elif suffix == ".exr":
+        img = read_exr(path)
     else:
         try:
             import imageio.v3 as iio
@@ -206,6 +208,21 @@ def load_environment(path: str | Path, intensity: float = 1.0, rotation: float =
     if img.ndim != 3 or img.shape[0] < 2 or img.shape[1] < 2:
         raise InvalidAssetError(path, f"environment image has unusable shape {img.shape}")
     return Environment(img, name=path.stem, intensity=intensity, rotation=rotation)
+
+
+def read_exr(path: str | Path) -> np.ndarray:
+    """Read an OpenEXR image → (H, W, 3) float32 linear, through FFmpeg's EXR decoder in `av`
+    (half/float, any compression FFmpeg supports; alpha dropped)."""
+    import av
+
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+            gbr = frame.to_ndarray(format="gbrpf32le")  # (H, W, 3) in G, B, R order
+    except (av.error.FFmpegError, StopIteration, ValueError, OSError) as exc:
+        raise InvalidAssetError(path, f"not a readable OpenEXR image: {exc}") from exc
+    return np.ascontiguousarray(gbr[..., [2, 0, 1]], dtype=np.float32)
 
 
 _HDR_RES = re.compile(rb"^([-+])Y\s+(\d+)\s+([-+])X\s+(\d+)\s*$")

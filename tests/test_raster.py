@@ -486,6 +486,28 @@ def test_hdr_round_trip_and_irradiance(tmp_path):
     assert (lut[..., 0] >= 0).all() and (lut.sum(-1) <= 1.01).all()
 
 
+def test_exr_environment_loads(tmp_path):
+    import av
+
+    img = np.random.default_rng(0).uniform(0, 8, size=(8, 16, 3)).astype(np.float32)
+    p = tmp_path / "env.exr"
+    with av.open(str(p), "w", format="image2") as c:
+        s = c.add_stream("exr", rate=1)
+        s.width, s.height, s.pix_fmt = 16, 8, "gbrpf32le"
+        for pkt in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img[..., [1, 2, 0]]), format="gbrpf32le")):
+            c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    env = envmod.load_environment(p)
+    assert env.image.shape == (8, 16, 3) and np.allclose(env.image, img, rtol=1e-3)
+    bad = tmp_path / "bad.exr"
+    bad.write_bytes(b"\x76\x2f\x31\x01 truncated")
+    from studio.errors import InvalidAssetError
+
+    with pytest.raises(InvalidAssetError, match="bad.exr"):
+        envmod.load_environment(bad)
+
+
 def test_bad_environment_files(tmp_path):
     from studio.errors import InvalidAssetError
 
