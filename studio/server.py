@@ -10,12 +10,12 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, File, Header, HTTPException, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from .api import Studio
-from .errors import InsecureBindError, StudioError, UnsafePathError
+from .errors import InsecureBindError, InvalidAssetError, StudioError, UnsafePathError
 from .jobs import Job
 from .paths import safe_child
 from .pipeline import ParamsError, params_schema
@@ -71,11 +71,14 @@ class RateLimiter:
             return True
 
 
-def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120) -> FastAPI:
+def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120, upload_limits=None) -> FastAPI:
     """The FastAPI app. With `token`, every /v1 call needs `Authorization: Bearer <token>`."""
     app = FastAPI(title="studio", version="1", description="3D content studio HTTP API", docs_url="/v1/docs", openapi_url="/v1/openapi.json")
     limiter = RateLimiter(limit=submit_rate, window=60.0)
     app.state.studio = studio
+    from .monitoring import instrument
+
+    instrument(app)  # submit/poll latency histograms for /metrics
 
     def auth(authorization: str | None = Header(default=None)) -> None:
         if token is None:
@@ -91,7 +94,14 @@ def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120)
 
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError):
-        code = 400 if isinstance(exc, (ParamsError, UnknownPipelineError, UnsafePathError)) else 500
+        from .uploads import UploadTooLargeError
+
+        if isinstance(exc, UploadTooLargeError):
+            code = 413
+        elif isinstance(exc, (ParamsError, UnknownPipelineError, UnsafePathError, InvalidAssetError)):
+            code = 400
+        else:
+            code = 500
         return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=code)
 
     @app.get("/v1/health")
@@ -145,6 +155,24 @@ def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120)
             raise HTTPException(404, f"job {job_id} has no result {file!r}")
         return FileResponse(by_name[file], filename=file)
 
+    @app.post("/v1/reconstruct", dependencies=[Depends(auth)], status_code=202)
+    async def reconstruct(request: Request, response: Response, files: list[UploadFile] = File(...),
+                          idempotency_key: str | None = Header(default=None)) -> dict:
+        """Upload photos of an object (multipart, field `files`) → a `capture_to_asset` job."""
+        from .uploads import UploadLimits, store_uploads
+
+        client = request.client.host if request.client else "?"
+        if not limiter.allow(client):
+            raise HTTPException(429, "too many job submissions; slow down")
+        limits = upload_limits or UploadLimits()
+        data = []
+        for f in files[: limits.max_files + 1]:
+            blob = await f.read(limits.max_file_bytes + 1)
+            data.append((f.filename or "upload", blob))
+        folder = store_uploads(data, studio.home / "uploads", limits, images_only=True)
+        job = studio.runner.submit("capture_to_asset", {"photos": str(folder)}, idempotency_key=idempotency_key)
+        return view(job, request)
+
     @app.get("/metrics")
     def metrics() -> Response:
         from .monitoring import render_metrics
@@ -158,16 +186,21 @@ def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120)
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, token: str | None = None, workers: int = 1, home: Path | None = None, with_ui: bool = True) -> None:
-    """Run the studio server until interrupted."""
+def serve(host: str = "127.0.0.1", port: int = 7860, token: str | None = None, workers: int = 1, home: Path | None = None, with_ui: bool = True,
+          backend: str = "local", ray_address: str | None = None, submit_rate: int | None = None) -> None:
+    """Run the studio server until interrupted. `backend="ray"` runs stages as Ray tasks on the
+    cluster at `ray_address` (None: a local Ray instance). `submit_rate`: job submissions per
+    minute per client (default $STUDIO_SUBMIT_RATE or 120)."""
+    import os
+
     import uvicorn
 
     if not is_loopback(host) and not token:
         raise InsecureBindError(f"refusing to bind {host} without an API token: pass --token (or STUDIO_TOKEN)")
-    studio = Studio(home, workers=workers)
+    studio = Studio(home, workers=workers, backend=backend, ray_address=ray_address)
     studio.runner.start()
     try:
-        app = create_app(studio, token=token)
+        app = create_app(studio, token=token, submit_rate=submit_rate or int(os.environ.get("STUDIO_SUBMIT_RATE", "120")))
         if with_ui:
             import gradio as gr
 

@@ -88,3 +88,53 @@ def test_token_required_when_set_and_for_public_binds(studio):
     assert c.get("/v1/jobs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     with pytest.raises(InsecureBindError):
         serve(host="0.0.0.0", port=0, token=None, home=studio.home)
+
+
+def _png(w: int, h: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (200, 30, 30)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_photo_upload_is_sanitised_limited_and_queued(tmp_path):
+    from dataclasses import dataclass
+
+    from studio.pipeline import Pipeline, Stage
+    from studio.uploads import UploadLimits
+
+    @dataclass(frozen=True)
+    class CaptureParams:
+        photos: str = ""
+
+    def count(p, inputs, ctx):
+        files = sorted(x.name for x in Path(p.photos).iterdir())
+        (ctx.out_dir / "files.txt").write_text("\n".join(files))
+        return {"files": ctx.out_dir / "files.txt"}
+
+    st = Studio(tmp_path, workers=1, pipelines_override={"capture_to_asset": Pipeline("capture_to_asset", CaptureParams, (Stage("count", count, cache=False),))})
+    st.runner.start()
+    try:
+        c = TestClient(create_app(st, upload_limits=UploadLimits(max_files=3, max_file_bytes=50_000, max_image_pixels=100 * 100)))
+        ok = c.post("/v1/reconstruct", files=[("files", ("../../evil.png", _png(8, 8), "image/png")),
+                                              ("files", ("a\x01b.png", _png(8, 8), "image/png"))])
+        assert ok.status_code == 202, ok.text
+        j = wait_state(c, ok.json()["id"])
+        assert j["state"] == "succeeded"
+        names = c.get(j["results"]["files"]).text.split("\n")
+        assert len(names) == 2 and "evil.png" in names and all(n.isprintable() and "/" not in n for n in names)
+        assert not (tmp_path / "evil.png").exists() and not (tmp_path.parent / "evil.png").exists()
+        bomb = c.post("/v1/reconstruct", files=[("files", ("big.png", _png(200, 200), "image/png"))])
+        assert bomb.status_code == 400 and "pixels" in bomb.json()["detail"]
+        junk = c.post("/v1/reconstruct", files=[("files", ("x.png", b"not an image", "image/png"))])
+        assert junk.status_code == 400 and "not a readable image" in junk.json()["detail"]
+        many = c.post("/v1/reconstruct", files=[("files", (f"{i}.png", _png(4, 4), "image/png")) for i in range(4)])
+        assert many.status_code == 413
+        big = c.post("/v1/reconstruct", files=[("files", ("n.png", b"\x89PNG" + b"0" * 60_000, "image/png"))])
+        assert big.status_code == 413
+        assert len(list((tmp_path / "uploads").iterdir())) == 1, "refused uploads leave nothing behind"
+    finally:
+        st.runner.shutdown()
