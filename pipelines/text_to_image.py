@@ -219,6 +219,8 @@ def _job_pipeline(base, mode: str, controlnet=None):
     kw = {"controlnet": controlnet} if controlnet is not None else {}
     pipe = auto.from_pipe(base, **kw)
     pipe.set_progress_bar_config(disable=True)
+    if getattr(pipe, "watermark", None) is not None:
+        pipe.watermark = None  # SDXL's own watermarker: the studio embeds the same payload after the inpaint overlay
     return pipe
 
 

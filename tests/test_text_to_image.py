@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers (pytest runs with --import-mode=importlib)
 from tiny_models import (save_tiny_controlnet, save_tiny_ip_adapter, save_tiny_lora, save_tiny_sd,  # noqa: E402
-                         save_tiny_sd3, single_thread)
+                         save_tiny_sd3, save_tiny_sdxl, single_thread)
 
 from studio.errors import BlockedContentError, CancelledError, ModelUnavailableError  # noqa: E402
 from studio.models import PipelineCache, register  # noqa: E402
@@ -277,3 +277,17 @@ def test_sd3_family_is_selected_from_model_index(tmp_path_factory):
     mask[4:20, 10:40] = True
     out = run(**p, init_image=init, mask=mask, strength=1.0)
     assert np.array_equal(out[~mask], init[~mask]) and (out[mask] != init[mask]).any(axis=-1).mean() > 0.9
+
+
+def test_sdxl_family_is_selected_from_model_index(tmp_path_factory):
+    from diffusers import StableDiffusionXLPipeline
+
+    sdxl = save_tiny_sdxl(tmp_path_factory.mktemp("tiny_sdxl") / "sdxl")
+    p = dict(model="my-sdxl", model_path=str(sdxl), guidance_scale=5.0, negative_prompt="blurry")
+    a = run(**p)
+    warm = [CACHE._entries[k] for k in CACHE.keys() if k[1] == str(sdxl.resolve())]
+    assert len(warm) == 1 and type(warm[0]) is StableDiffusionXLPipeline
+    assert a.shape == (32, 32, 3) and np.array_equal(run(**p), a)
+    assert not np.array_equal(run(**p, scheduler="dpmpp_2m_karras"), a)
+    init = np.random.default_rng(4).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    assert run(**p, init_image=init, strength=0.5).shape == init.shape

@@ -372,3 +372,40 @@ def save_tiny_sd3(folder: Path, seed: int = 0) -> Path:
         p.unlink()
     (folder / "_tok").rmdir()
     return folder
+
+
+# ---- SDXL ------------------------------------------------------------------------------------------------
+
+
+def save_tiny_sdxl(folder: Path, seed: int = 0) -> Path:
+    """A StableDiffusionXLPipeline folder: text_time-conditioned UNet (cross-attention 64 = two 32-wide
+    CLIP encoders, the second with projection), tiny VAE, Euler scheduler."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
+        cross_attention_dim=64, norm_num_groups=16)
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(block_out_channels=[16, 32, 32], in_channels=3, out_channels=3,
+                        down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
+                        latent_channels=4, norm_num_groups=8)
+    cfg = CLIPTextConfig(bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05,
+                         num_attention_heads=4, num_hidden_layers=2, pad_token_id=1, vocab_size=CLIP_VOCAB_SIZE,
+                         hidden_act="gelu", projection_dim=32)
+    torch.manual_seed(seed + 2)
+    te1, te2 = CLIPTextModel(cfg), CLIPTextModelWithProjection(cfg)
+    tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(folder / "_tok"))
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tok, tokenizer_2=tok,
+                                     unet=unet, scheduler=scheduler, add_watermarker=False)
+    pipe.save_pretrained(folder)
+    for p in (folder / "_tok").iterdir():
+        p.unlink()
+    (folder / "_tok").rmdir()
+    return folder
