@@ -8,9 +8,13 @@ log() { printf '\n== %s\n' "$*" >&2; }
 
 # System packages: EGL + Mesa llvmpipe (headless rendering), Xvfb (desktop viewer test),
 # Chromium (three.js reference renders), Node.js/npm (Khronos glTF-Validator, WebXR client).
-APT_PKGS="libegl1 libgl1-mesa-dri libgles2 xvfb xauth chromium nodejs npm"
+# Libraries are checked with dpkg; tools by command, since Node.js may come from elsewhere
+# (e.g. nodesource's nodejs bundles npm and conflicts with Debian's npm package).
 missing=""
-for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+for p in libegl1 libgl1-mesa-dri libgles2 xvfb xauth; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
   log "apt-get install$missing"
   export DEBIAN_FRONTEND=noninteractive
