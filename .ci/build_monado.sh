@@ -29,8 +29,16 @@ mkdir -p "$CACHE_ROOT"
 exec 9>"$CACHE_ROOT/monado-$sha.lock"
 flock 9
 
+lib="$build_dir/build/src/xrt/targets/openxr/libopenxr_monado.so"
+runtime_ok() {
+  # the cached library's shared libraries resolve, and lavapipe (loaded at run time) is installed
+  ! ldd "$lib" 2>/dev/null | grep -q "not found" &&
+    { [ "${SKIP_APT:-0}" = 1 ] || dpkg -s mesa-vulkan-drivers libvulkan1 >/dev/null 2>&1; }
+}
+
 # -e follows the symlink build.sh leaves, so a half-done build (link but no target) rebuilds.
-if [ -e "$manifest" ] && [ -f "$build_dir/build/src/xrt/targets/openxr/libopenxr_monado.so" ]; then
+# A cache restored onto a fresh machine reruns build.sh for its apt packages (ninja then has nothing to do).
+if [ -e "$manifest" ] && [ -f "$lib" ] && runtime_ok; then
   echo "build_monado: cached $manifest" >&2
 else
   echo "build_monado: building Monado from $tarball into $build_dir (3-5 min on 2 cores)" >&2
