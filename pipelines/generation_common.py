@@ -51,8 +51,10 @@ def step_callback(total_steps: int, progress: Progress | None, cancel: Cancel | 
     raises CancelledError between steps once `cancel()` is true."""
 
     def cb(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
+        # the pipeline's own count when it exposes one (img2img runs about steps × strength)
+        total = int(getattr(pipe, "_num_timesteps", None) or total_steps)
         if progress is not None:
-            progress(start + span * min(1.0, (step + 1) / max(1, total_steps)), f"{label} step {step + 1}/{total_steps}")
+            progress(start + span * min(1.0, (step + 1) / max(1, total)), f"{label} step {step + 1}/{total}")
         check_cancel(cancel)
         return kwargs
 

@@ -18,11 +18,12 @@ Exactness rules (documented behaviour, not approximations):
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -364,10 +365,12 @@ def generation_record(p: TextToImageParams, seed: int) -> dict[str, Any]:
             return {k: summarise(x) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
             return [summarise(x) for x in v]
-        a = np.asarray(v) if not hasattr(v, "size") or isinstance(v, np.ndarray) else np.asarray(v)
-        return f"<image {tuple(a.shape)}>"
+        if dataclasses.is_dataclass(v):
+            return {f.name: summarise(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        shape = getattr(v, "shape", None) or (getattr(v, "size", None)[::-1] if hasattr(v, "mode") else None)
+        return f"<image {tuple(shape) if shape else type(v).__name__}>"
 
-    d = {k: summarise(v) for k, v in asdict(p).items()} | {"seed": seed, "pipeline": "text_to_image"}
+    d = {f.name: summarise(getattr(p, f.name)) for f in dataclasses.fields(p)} | {"seed": seed, "pipeline": "text_to_image"}
     d.pop("allow_network", None)
     return d
 

@@ -138,7 +138,9 @@ def test_img2img_strength_zero_is_identity_and_size_follows_input():
     init = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     same = run(init_image=init, strength=0.0)
     assert np.array_equal(same, init)
-    out = run(init_image=init, strength=0.6, steps=4)
+    seen = []
+    out = text_to_image(params(init_image=init, strength=0.5, steps=4), progress=lambda f, m: seen.append((f, m)), cache=CACHE)[0]
+    assert seen[1:] == [(0.5, "denoising step 1/2"), (1.0, "denoising step 2/2")]  # 4 steps × strength 0.5
     assert out.shape == init.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - init).mean() > 5
 
