@@ -159,3 +159,8 @@ class JobStore:
     def counts(self) -> dict[str, int]:
         rows = self._conn().execute("SELECT state, COUNT(*) n FROM jobs GROUP BY state").fetchall()
         return {s: 0 for s in STATES} | {r["state"]: r["n"] for r in rows}
+
+    def count_failed_with(self, text: str) -> int:
+        """Failed jobs whose error mentions `text` (the OOM metric counts "OutOfMemoryError")."""
+        r = self._conn().execute("SELECT COUNT(*) FROM jobs WHERE state='failed' AND instr(error, ?) > 0", (text,)).fetchone()
+        return int(r[0])
