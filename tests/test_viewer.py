@@ -62,6 +62,14 @@ SCRIPT = textwrap.dedent(
     v.step(); v.draw(); shots["orbit"] = v.screenshot()
     v.on_scroll(-5)  # zoom out
     v.step(); v.draw(); shots["zoom"] = v.screenshot()
+    # pan: right-drag moves the orbit target, the scene follows the cursor
+    t0 = v.orbit_cam.target.copy()
+    v.on_mouse_button(glfw.MOUSE_BUTTON_RIGHT, glfw.PRESS)
+    v.on_cursor(80.0, 60.0); v.on_cursor(110.0, 60.0)
+    v.on_mouse_button(glfw.MOUSE_BUTTON_RIGHT, glfw.RELEASE)
+    pan = float(np.linalg.norm(v.orbit_cam.target - t0))
+    v.draw(); shots["pan"] = v.screenshot()
+    v.on_key(glfw.KEY_F, glfw.PRESS)  # re-frame
     v.on_key(glfw.KEY_N, glfw.PRESS)
     v.draw(); shots["normals"] = v.screenshot()
     v.on_key(glfw.KEY_N, glfw.PRESS)
@@ -76,7 +84,7 @@ SCRIPT = textwrap.dedent(
     v.on_key(glfw.KEY_R, glfw.PRESS)
     v.draw(); shots["reloaded"] = v.screenshot()
     np.savez(out, **shots)
-    print(json.dumps({"yaw": yaw, "reloaded": reloaded, "env": v.env_names[v.env_index]}), flush=True)
+    print(json.dumps({"yaw": yaw, "pan": pan, "reloaded": reloaded, "env": v.env_names[v.env_index]}), flush=True)
     v.close()
     """
 )
@@ -140,8 +148,18 @@ def test_viewer_orbits_and_reloads_under_xvfb(xvfb, tmp_path):
     assert np.abs(orbit - start).mean() > 2
     # zooming out makes the cube smaller
     assert red(zoom).mean() < 0.8 * red(orbit).mean()
-    # normals debug view is not the lit red, wireframe leaves most of the cube's area uncovered
-    assert red(shots["normals"]).mean() < 0.01
+    # panning grabs the scene: a 30 px drag to the right moves the cube (at the target depth) 30 px right
+    assert info["pan"] > 0
+    xp = np.nonzero(red(shots["pan"].astype(int)))[1]
+    xz = np.nonzero(red(zoom))[1]
+    assert abs((xp.mean() - xz.mean()) - 30) < 6
+    # normals debug view; wireframe leaves most of the cube's area uncovered
+    nrm = shots["normals"].astype(int).reshape(-1, 3)
+    fg = nrm[np.abs(nrm - [46, 46, 51]).sum(1) > 10]
+    axes = np.concatenate([np.eye(3), -np.eye(3)])
+    face_colours = np.round((axes * 0.5 + 0.5) * 255)
+    dist = np.abs(fg[:, None, :] - face_colours[None]).max(-1).min(1)
+    assert len(fg) > 500 and (dist <= 3).mean() > 0.9  # each cube face shows its normal, encoded n/2 + 1/2
     assert red(shots["wire"]).mean() < 0.5 * red(zoom).mean()
     assert info["env"] == "sky"
     # the file was rewritten blue: the viewer reloaded it
