@@ -365,7 +365,8 @@ class SceneStreamClient:
             except Exception as exc:  # noqa: BLE001 - connection refused / closed: back off, retry
                 if not self._stop.is_set():
                     self.errors.append(f"connect: {type(exc).__name__}: {exc}")
-                    log.info("scene stream %s: %s; retrying in %.2f s", self.url, exc, delay)
+                    level = logging.WARNING if len(self.errors) == 1 else logging.INFO
+                    log.log(level, "scene stream %s: %s; retrying in %.2f s (is `studio serve` running?)", self.url, exc, delay)
                     self._stop.wait(delay)
                     delay = min(delay * 2, 5.0)
 
@@ -592,29 +593,43 @@ def run_openxr_viewer(
 # ---------------------------------------------------------------------------------------------
 
 
+def stream_url_for(server: str) -> str:
+    """The scene-stream WebSocket URL of a studio: http(s)://host:port[/prefix] → ws(s)://…/v1/scene/ws;
+    a ws(s):// URL is used as given."""
+    p = urllib.parse.urlparse(server)
+    if p.scheme in ("http", "https"):
+        return urllib.parse.urlunparse(
+            ("ws" if p.scheme == "http" else "wss", p.netloc, p.path.rstrip("/") + "/v1/scene/ws", "", "", "")
+        )
+    if p.scheme in ("ws", "wss"):
+        return server
+    raise InvalidAssetError(None, f"--server must be an http(s):// or ws(s):// URL, got {server!r}")
+
+
 def cli_openxr(
     file: str | None, frames: int | None = None, server: str | None = None, msaa: int = 4, binding: str = "auto"
 ) -> ViewerStats:
     """`studio xr openxr [FILE] [--frames N] [--server URL] [--msaa N] [--binding auto|egl|glx]`: run
-    the viewer and print its summary.
-    With --server (http(s)://host:port or a ws:// URL) the viewer follows that studio's scene stream.
-    StudioErrors propagate for the CLI to print (exit code from the error, no traceback)."""
-    stream_url = None
-    if server:
-        p = urllib.parse.urlparse(server)
-        if p.scheme in ("http", "https"):
-            stream_url = urllib.parse.urlunparse(
-                ("ws" if p.scheme == "http" else "wss", p.netloc, p.path.rstrip("/") + "/v1/scene/ws", "", "", "")
-            )
-        else:
-            stream_url = server
-    if file is None and stream_url is None:
-        raise InvalidAssetError(None, "give a FILE to show or --server URL to follow a studio's scene")
+    the viewer and print its summary. With FILE it shows that file; with --server (or with no FILE:
+    $STUDIO_URL or the local studio, http://127.0.0.1:7860) it follows that studio's scene stream
+    (token: $STUDIO_TOKEN). StudioErrors propagate for the CLI to print (exit code from the error,
+    no traceback)."""
+    import os
+
+    if file is None and not server:
+        from studio.xr_push import default_server
+
+        server = default_server()
+    stream_url = stream_url_for(server) if server else None
+
     def announce(info: FrameInfo) -> None:
         if info.index == 0:
             print(f"OpenXR session {info.state}: showing {file or stream_url}; Ctrl-C ends it", flush=True)
 
-    stats = run_openxr_viewer(file, frames=frames, stream_url=stream_url, msaa=msaa, binding=binding, on_frame=announce)
+    stats = run_openxr_viewer(
+        file, frames=frames, stream_url=stream_url, msaa=msaa, binding=binding, on_frame=announce,
+        stream_token=os.environ.get("STUDIO_TOKEN") or None,
+    )
     print(stats.summary())
     return stats
 
@@ -624,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="studio xr openxr", description="Show an asset through the active OpenXR runtime.")
     ap.add_argument("file", nargs="?")
     ap.add_argument("--frames", type=int, default=None, help="stop after N rendered frames")
-    ap.add_argument("--server", default=None, help="follow this studio's scene stream (http://127.0.0.1:8000)")
+    ap.add_argument("--server", default=None, help="follow this studio's scene stream (default with no FILE: $STUDIO_URL or http://127.0.0.1:7860)")
     ap.add_argument("--msaa", type=int, default=4, help="samples per pixel (1 = fastest)")
     ap.add_argument("--binding", choices=("auto", "egl", "glx"), default="auto")
     args = ap.parse_args(argv)

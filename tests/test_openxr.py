@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from studio.assets.cameras import CV_TO_GL, Cameras
-from studio.renderers.openxr import ViewerScene, _matrix, placement_in_front
+from studio.renderers.openxr import ViewerScene, _matrix, placement_in_front, stream_url_for
 from studio.renderers.openxr_session import fov_to_K, pose_matrix, projection_from_fov, quat_to_matrix, view_camera
 from studio.renderers.raster import projection_from_K
 
@@ -129,6 +129,16 @@ def test_viewer_scene_follows_the_stream_protocol():
     assert list(s.items) == ["a"]
     with pytest.raises(ValueError):
         _matrix([1, 2, 3])
+
+
+def test_stream_url_for_server():
+    from studio.errors import InvalidAssetError
+
+    assert stream_url_for("http://127.0.0.1:7860") == "ws://127.0.0.1:7860/v1/scene/ws"
+    assert stream_url_for("https://studio.example/sub/") == "wss://studio.example/sub/v1/scene/ws"
+    assert stream_url_for("ws://h:1/v1/scene/ws") == "ws://h:1/v1/scene/ws"
+    with pytest.raises(InvalidAssetError):
+        stream_url_for("ftp://h/")
 
 
 # ---------------------------------------------------------------------------------------------
