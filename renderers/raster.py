@@ -14,7 +14,6 @@ or, for repeated frames without re-uploading:
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 import weakref
 from collections import OrderedDict
@@ -256,7 +255,6 @@ def create_headless_context():
     """A standalone moderngl context through EGL (Mesa llvmpipe on CPU, the vendor driver on GPU).
 
     Raises DisplayUnavailableError naming the Debian packages when EGL cannot start."""
-    os.environ.setdefault("EGL_PLATFORM", "surfaceless")
     try:
         import moderngl
     except ImportError as exc:  # pragma: no cover - moderngl is a hard dependency
