@@ -8,4 +8,28 @@ def pipelines() -> dict[str, Pipeline]:
     """All registered pipelines by name (imported lazily so the CLI starts fast)."""
     from studio.pipelines.demo import DEMO
 
-    return {p.name: p for p in (DEMO,)}
+    return {p.name: p for p in (DEMO,)} | extra_pipelines()
+
+
+def extra_pipelines() -> dict[str, Pipeline]:
+    """Pipelines from $STUDIO_EXTRA_PIPELINES (os.pathsep-separated module names or .py files):
+    every module-level Pipeline there is registered, e.g. the load benchmark's toy pipeline."""
+    import importlib
+    import importlib.util
+    import os
+    import sys
+
+    found: dict[str, Pipeline] = {}
+    for entry in filter(None, os.environ.get("STUDIO_EXTRA_PIPELINES", "").split(os.pathsep)):
+        if entry.endswith(".py"):
+            name = "studio_extra_" + os.path.basename(entry)[:-3]
+            spec = importlib.util.spec_from_file_location(name, entry)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"STUDIO_EXTRA_PIPELINES: cannot load {entry}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # dataclass params resolve their annotations through it
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(entry)
+        found.update({v.name: v for v in vars(module).values() if isinstance(v, Pipeline)})
+    return found
