@@ -13,7 +13,10 @@ Measured, medians over repeats (the machine is shared, so single runs are noisy)
 - gsplat's CPU-capable torch reference stages on the same scene: `_quat_scale_to_covar_preci`
   + `_fully_fused_projection` + `_isect_tiles` (no image: its `_rasterize_to_pixels` needs CUDA);
 - the dense reference of tests/test_splat_raster.py (every Gaussian against every pixel) at a
-  smaller size (`--dense-n` Gaussians, `--dense-size`²), against ours at that size.
+  smaller size (`--dense-n` Gaussians, `--dense-size`²), against ours at that size;
+- one fit iteration like OpenSplat's (render one view, L1 + 0.2 D-SSIM, backward, Adam step)
+  against OpenSplat's CPU iteration: timed in this run with `--opensplat BINARY` (build it with
+  ../shared/peers/opensplat/build.sh), else its README figure (0.96 s on this machine type).
 
 Prints a table and one JSON line; `run() -> dict` returns the same figures for bench/run.py.
 """
@@ -23,6 +26,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -58,15 +62,29 @@ def make_scene(n: int = 50_000, size: int = 256, sh_degree: int = 3, seed: int =
                 viewmats=V[None], Ks=K[None], width=size, height=size, sh_degree=sh_degree)
 
 
-def _median_time(fn: Callable[[], Any], reps: int, warmup: int = 1) -> float:
+def _median_time(fn: Callable[[], Any], reps: int, warmup: int = 1, cpu: bool = False) -> float:
+    """Median wall seconds per call (or process CPU seconds with cpu=True)."""
+    clock = time.process_time if cpu else time.perf_counter
     for _ in range(warmup):
         fn()
     ts = []
     for _ in range(reps):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        ts.append(time.perf_counter() - t)
+        ts.append(clock() - t)
     return statistics.median(ts)
+
+
+class _threads:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        self.old = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.set_num_threads(self.old)
 
 
 def _ours_fwd_bwd(s: Dict[str, Any], backward: bool = True) -> Callable[[], None]:
@@ -130,15 +148,89 @@ def _dense_reference(s: Dict[str, Any]) -> Callable[[], None]:
     return step
 
 
+def _ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM of (B,H,W,C) images, Gaussian window (as 3DGS)."""
+    c = a.shape[-1]
+    x, y = a.permute(0, 3, 1, 2), b.permute(0, 3, 1, 2)
+    g = torch.arange(window, dtype=a.dtype) - window // 2
+    g = torch.exp(-(g**2) / (2 * sigma**2))
+    g = g / g.sum()
+    w = (g[:, None] * g[None, :]).expand(c, 1, window, window).contiguous()
+    conv = lambda t: torch.nn.functional.conv2d(t, w, padding=window // 2, groups=c)  # noqa: E731
+    mx, my = conv(x), conv(y)
+    sxx, syy, sxy = conv(x * x) - mx**2, conv(y * y) - my**2, conv(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    return (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))).mean()
+
+
+def _fit_iteration(s: Dict[str, Any]) -> Callable[[], None]:
+    """One training iteration as OpenSplat's: render one view, L1 + 0.2 D-SSIM, backward, Adam."""
+    from studio.renderers.splat_raster import rasterization
+
+    with torch.no_grad():
+        target, _, _ = rasterization(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"],
+                                     s["viewmats"], s["Ks"], s["width"], s["height"], sh_degree=s["sh_degree"])
+    g = torch.Generator().manual_seed(2)
+    p = {
+        "means": s["means"] + 0.01 * torch.randn(s["means"].shape, generator=g),
+        "quats": s["quats"].clone(),
+        "scales": torch.log(s["scales"]),
+        "opacities": torch.logit(s["opacities"]),
+        "sh0": s["colors"][:, :1].clone(),
+        "shN": s["colors"][:, 1:].clone(),
+    }
+    for t in p.values():
+        t.requires_grad_(True)
+    lrs = {"means": 1.6e-4, "quats": 1e-3, "scales": 5e-3, "opacities": 5e-2, "sh0": 2.5e-3, "shN": 2.5e-3 / 20}
+    opt = torch.optim.Adam([{"params": [p[k]], "lr": lr} for k, lr in lrs.items()], eps=1e-15)
+
+    def step() -> None:
+        img, _, _ = rasterization(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
+                                  torch.cat([p["sh0"], p["shN"]], 1), s["viewmats"], s["Ks"], s["width"],
+                                  s["height"], sh_degree=s["sh_degree"], packed=False)
+        loss = 0.8 * torch.abs(img - target).mean() + 0.2 * (1 - _ssim(img, target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def _opensplat_iteration(binary: Path, n: int) -> float:
+    """OpenSplat's per-iteration seconds on its benchmark scene, measured as its README says:
+    (wall(-n 120) - wall(-n 20)) / 100 (single run each)."""
+    import subprocess
+    import tempfile
+
+    peers = REPO.parent / "shared" / "peers" / "opensplat"
+    with tempfile.TemporaryDirectory() as tmp:
+        scene = Path(tmp) / "scene"
+        subprocess.run([sys.executable, str(peers / "make_scene.py"), str(scene), str(n)], check=True,
+                       capture_output=True)
+        walls = []
+        for iters in (20, 120):
+            t = time.perf_counter()
+            subprocess.run([str(binary), str(scene), "--cpu", "-n", str(iters), "--num-downscales", "0",
+                            "-o", str(Path(tmp) / "x.ply")], check=True, capture_output=True, cwd=tmp)
+            walls.append(time.perf_counter() - t)
+    return (walls[1] - walls[0]) / 100
+
+
+OPENSPLAT_README_S = 0.96  # ../shared/peers/opensplat/README.md, 50k Gaussians, 256², this machine type
+
+
 def run(n: int = 50_000, size: int = 256, reps: int = 7, dense_n: int = 2_000, dense_size: int = 64,
-        gsplat_reps: int = 3) -> Dict[str, Any]:
+        gsplat_reps: int = 3, opensplat: str | None = None) -> Dict[str, Any]:
     """Measure and return the figures (seconds, ratios) as a flat dict."""
     from studio.renderers import splat_cpu
 
     s = make_scene(n, size)
     out: Dict[str, Any] = {"n_gaussians": n, "size": size, "threads": torch.get_num_threads(),
                            "backend": splat_cpu.backend()}
-    out["ours_fwd_bwd_s"] = _median_time(_ours_fwd_bwd(s), reps)
+    step = _ours_fwd_bwd(s)
+    out["ours_fwd_bwd_s"] = _median_time(step, reps)
+    out["ours_fwd_bwd_cpu_s"] = _median_time(step, reps, cpu=True)
+    with _threads(1):
+        out["ours_fwd_bwd_1thread_s"] = _median_time(step, reps)
     out["ours_fwd_s"] = _median_time(_ours_fwd_bwd(s, backward=False), reps)
     out["ours_project_bin_s"] = _median_time(_ours_project_bin(s), reps)
     out["gsplat_ref_project_isect_s"] = _median_time(_gsplat_reference_stages(s), gsplat_reps, warmup=0)
@@ -149,6 +241,19 @@ def run(n: int = 50_000, size: int = 256, reps: int = 7, dense_n: int = 2_000, d
     out["dense_ref_fwd_bwd_s"] = _median_time(_dense_reference(sd), 1, warmup=0)
     out["ours_small_fwd_bwd_s"] = _median_time(_ours_fwd_bwd(sd), reps)
     out["ratio_dense_over_ours_small"] = out["dense_ref_fwd_bwd_s"] / out["ours_small_fwd_bwd_s"]
+    fit = _fit_iteration(s)
+    out["ours_fit_iteration_s"] = _median_time(fit, reps)
+    out["ours_fit_iteration_cpu_s"] = _median_time(fit, reps, cpu=True)
+    with _threads(1):
+        out["ours_fit_iteration_1thread_s"] = _median_time(fit, reps)
+    out["opensplat_iteration_s_readme"] = OPENSPLAT_README_S
+    if opensplat is not None:
+        out["opensplat_iteration_s"] = _opensplat_iteration(Path(opensplat), n)
+    if (n, size) == (50_000, 256) or opensplat is not None:  # the peer's scene size
+        ref = out.get("opensplat_iteration_s", OPENSPLAT_README_S)
+        out["ratio_opensplat_over_ours_fit_iteration"] = ref / out["ours_fit_iteration_s"]
+        out["ratio_opensplat_over_ours_fit_iteration_1thread"] = ref / out["ours_fit_iteration_1thread_s"]
+    out["load_average_1min"] = os.getloadavg()[0]
     out["goal_under_1s"] = out["ours_fwd_bwd_s"] < 1.0
     out["goal_under_gsplat_ref"] = out["ours_fwd_bwd_s"] < out["gsplat_ref_project_isect_s"]
     return out
@@ -162,15 +267,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dense-n", type=int, default=2_000)
     ap.add_argument("--dense-size", type=int, default=64)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--opensplat", help="path of a built opensplat binary (peers/opensplat/build.sh) to time "
+                                        "in this run; without it the README's figure is the reference")
     a = ap.parse_args(argv)
     if a.quick:
         r = run(n=5_000, size=64, reps=2, dense_n=200, dense_size=32, gsplat_reps=1)
     else:
-        r = run(a.n, a.size, a.reps, a.dense_n, a.dense_size)
+        r = run(a.n, a.size, a.reps, a.dense_n, a.dense_size, opensplat=a.opensplat)
     print(f"CPU splat compositor ({r['backend']}, {r['threads']} threads), {r['n_gaussians']} Gaussians, "
-          f"{r['size']}², SH degree 3, medians:")
+          f"{r['size']}², SH degree 3, medians (load average {r['load_average_1min']:.1f} on "
+          f"{os.cpu_count()} CPUs):")
     rows = [
-        ("ours forward + backward", r["ours_fwd_bwd_s"], ""),
+        ("ours forward + backward", r["ours_fwd_bwd_s"], f"{r['threads']} threads, wall"),
+        ("ours forward + backward, 1 thread", r["ours_fwd_bwd_1thread_s"], "wall"),
+        ("ours forward + backward, CPU time", r["ours_fwd_bwd_cpu_s"], "process CPU s, all threads"),
         ("ours forward", r["ours_fwd_s"], ""),
         ("ours projection + binning", r["ours_project_bin_s"], ""),
         ("gsplat CPU ref: projection + isect", r["gsplat_ref_project_isect_s"],
@@ -179,6 +289,18 @@ def main(argv: list[str] | None = None) -> int:
         (f"dense reference fwd+bwd ({r['dense_n']}, {r['dense_size']}²)", r["dense_ref_fwd_bwd_s"],
          f"{r['ratio_dense_over_ours_small']:.0f}x ours"),
         (f"ours fwd+bwd ({r['dense_n']}, {r['dense_size']}²)", r["ours_small_fwd_bwd_s"], ""),
+    ]
+    osp = r.get("opensplat_iteration_s")
+    ratio = r.get("ratio_opensplat_over_ours_fit_iteration")
+    ratio1 = r.get("ratio_opensplat_over_ours_fit_iteration_1thread")
+    peer = (f"OpenSplat {osp if osp else r['opensplat_iteration_s_readme']:.2f} s "
+            f"({'measured now' if osp else 'README figure'}) / ours: ") if ratio else ""
+    rows += [
+        ("ours fit iteration (L1+D-SSIM, Adam)", r["ours_fit_iteration_s"],
+         f"{r['threads']} threads, wall; " + (f"{peer}{ratio:.1f}x" if ratio else "")),
+        ("ours fit iteration, 1 thread", r["ours_fit_iteration_1thread_s"],
+         "wall; " + (f"{peer}{ratio1:.1f}x" if ratio1 else "")),
+        ("ours fit iteration, CPU time", r["ours_fit_iteration_cpu_s"], "process CPU s, all threads"),
     ]
     for name, sec, note in rows:
         print(f"  {name:<44} {sec:9.4f} s  {note}")
