@@ -1,5 +1,6 @@
 """Captioning on a tiny random BlipForConditionalGeneration (+ BlipProcessor with an offline
-WordPiece tokenizer) saved by the test as `$STUDIO_MODELS/blip-base`, so the built-in name resolves
+WordPiece tokenizer) saved by the test as `$STUDIO_MODELS/blip-base`, and a tiny
+LlavaForConditionalGeneration as `$STUDIO_MODELS/llava-1.5-7b`, so the built-in names resolve
 offline exactly as real weights would. The words are noise; the tests check types, determinism,
 that the image matters, the metadata written into assets (and kept through a GLB round trip),
 the orbit cameras and the error paths."""
@@ -17,7 +18,7 @@ import pytest  # noqa: E402
 import trimesh  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers (pytest runs with --import-mode=importlib)
-from tiny_models import save_tiny_blip, single_thread  # noqa: E402
+from tiny_models import save_tiny_blip, save_tiny_llava, single_thread  # noqa: E402
 
 from studio.assets.asset import Asset  # noqa: E402
 from studio.assets.material import Material  # noqa: E402
@@ -38,7 +39,9 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def blip(tmp_path_factory):
-    return save_tiny_blip(tmp_path_factory.mktemp("tiny_blip") / "blip-base")
+    root = tmp_path_factory.mktemp("tiny_vlm")
+    save_tiny_llava(root / "llava-1.5-7b")  # beside it: $STUDIO_MODELS/llava-1.5-7b
+    return save_tiny_blip(root / "blip-base")
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +78,17 @@ def test_caption_image_is_deterministic_text_that_depends_on_the_image():
 def test_question_is_the_caption_prefix():
     text = caption_image(solid((200, 200, 200)), question="a photo of", cache=CACHE)
     assert text.startswith("a photo of ") and len(text) > len("a photo of ")
+
+
+def test_llava_answers_questions_through_its_chat_template():
+    q = "what material is this?"
+    red, blue = solid((220, 30, 20)), solid((20, 40, 220))
+    a = caption_image(red, model="llava-1.5-7b", question=q, cache=CACHE)
+    assert isinstance(a, str) and len(a.split()) >= 2
+    assert "ASSISTANT" not in a and "material" not in a  # only the newly generated answer
+    assert caption_image(red, model="llava-1.5-7b", question=q, cache=CACHE) == a
+    assert caption_image(blue, model="llava-1.5-7b", question=q, cache=CACHE) != a
+    assert caption_image(red, model="llava-1.5-7b", cache=CACHE)  # default question
 
 
 def test_caption_path_reads_image_files(tmp_path):
@@ -138,6 +152,8 @@ def test_errors_empty_asset_and_missing_model(tmp_path, monkeypatch):
         caption_image(solid((1, 2, 3)), cache=CACHE)
     with pytest.raises(ModelUnavailableError, match="llava-hf/llava-1.5-7b-hf"):
         caption_image(solid((1, 2, 3)), model="llava-1.5-7b", question="what material is this?", cache=CACHE)
+    with pytest.raises(ModelUnavailableError, match="Salesforce/blip-vqa-base"):
+        caption_image(solid((1, 2, 3)), model="blip-vqa", question="what colour?", cache=CACHE)
 
 
 def test_tags_and_orbit_helpers():

@@ -409,3 +409,56 @@ def save_tiny_sdxl(folder: Path, seed: int = 0) -> Path:
         p.unlink()
     (folder / "_tok").rmdir()
     return folder
+
+
+# ---- LLaVA-class vision-language model ----------------------------------------------------------------------
+
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'].upper() }}: "
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "\n{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
+    """LlavaForConditionalGeneration (2-layer CLIP vision tower at 32 px + MLP projector + 2-layer Llama)
+    with a LlavaProcessor (CLIPImageProcessor + the offline CLIP BPE tokenizer plus an `<image>` token,
+    and a USER/ASSISTANT chat template like llava-hf/llava-1.5-7b-hf's). The real checkpoints use a
+    SentencePiece Llama tokenizer; the processor/model code path is the same."""
+    from transformers import (CLIPImageProcessor, CLIPTokenizer, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(folder / "_tok", max_length=512))
+    from tokenizers import decoders
+
+    tok.backend_tokenizer.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace("</w>", " ")])
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    image_token_id = tok.convert_tokens_to_ids("<image>")
+    # like a trained model: answer in whole lower-case words (no stray bytes, no immediate end-of-text)
+    vocab = tok.get_vocab()
+    suppress = sorted(i for t, i in vocab.items() if not (t.endswith("</w>") and t[:-4].isascii() and t[:-4].isalpha()))
+    cfg = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                                       image_size=32, patch_size=8, projection_dim=32),
+        text_config=LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+        image_token_id=image_token_id, vision_feature_layer=-2, vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(cfg).eval()
+    with torch.no_grad():  # let the answer depend on the image, as a trained projector does
+        for p in model.model.multi_modal_projector.parameters():
+            if p.ndim == 2:
+                p.normal_(0.0, 1.0)
+    model.generation_config.suppress_tokens = suppress
+    model.generation_config.max_new_tokens = 8
+    processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                               tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
+                               chat_template=LLAVA_CHAT_TEMPLATE, num_additional_image_tokens=1)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    for p in (folder / "_tok").iterdir():
+        p.unlink()
+    (folder / "_tok").rmdir()
+    return folder
