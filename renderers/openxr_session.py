@@ -372,6 +372,8 @@ class XRSession:
             raise XRRuntimeUnavailableError(
                 runtime_unavailable_message(f"xrCreateInstance failed: {type(exc).__name__}: {exc}; {_loader_gist(cap.text)}")
             ) from None
+        if cap.text.strip():
+            log.debug("OpenXR runtime at instance creation:\n%s", cap.text.strip())
         props = xr.get_instance_properties(self.instance)
         name = props.runtime_name
         self.runtime_name = name.decode() if isinstance(name, bytes) else str(name)
