@@ -394,16 +394,20 @@ class Renderer:
         unlit: bool,
         double_sided: bool = False,
         tonemap: int = 0,
+        vertex_colors: bool = True,
+        uv1: bool = True,
     ):
         """The mesh program compiled for one feature set (cached): see the defines in mesh.frag."""
         textures = tuple(bool(t) for t in textures)
         vertex_sh = has_env and mode == 0 and not textures[2] and not double_sided
-        key = (mode, textures, alpha_mode, bool(has_env), bool(has_light), bool(unlit), vertex_sh, int(tonemap))
+        key = (mode, textures, alpha_mode, bool(has_env), bool(has_light), bool(unlit), vertex_sh, int(tonemap),
+               bool(vertex_colors), bool(uv1))
         prog = self._mesh_progs.get(key)
         if prog is None:
             defines = [f"#define MODE {mode}", f"#define ALPHA_MODE {alpha_mode}", f"#define HAS_ENV {int(has_env)}",
                        f"#define HAS_LIGHT {int(has_light)}", f"#define MAT_UNLIT {int(unlit)}",
-                       f"#define VERTEX_SH {int(vertex_sh)}", f"#define TONEMAP {int(tonemap)}"]
+                       f"#define VERTEX_SH {int(vertex_sh)}", f"#define TONEMAP {int(tonemap)}",
+                       f"#define HAS_VCOLOR {int(vertex_colors)}", f"#define HAS_UV1 {int(uv1)}"]
             defines += [f"#define HAS_TEX{i} {int(t)}" for i, t in enumerate(textures)]
             head = "#version 330 core\n" + "\n".join(defines) + "\n"
             fs = self._mesh_fs.replace("#version 330 core\n", head, 1)
@@ -725,7 +729,8 @@ class Renderer:
                 (0.0, 0.0) if gl[1] else (float(s.wrap_s == MIRRORED_REPEAT), float(s.wrap_t == MIRRORED_REPEAT))
             )
         alpha_mode = {"OPAQUE": 0, "MASK": 1, "BLEND": 2}[mat.alpha_mode]
-        key, p = self.mesh_program(mode, tuple(has), alpha_mode, has_env, has_light, bool(mat.unlit), bool(mat.double_sided), tonemap)
+        key, p = self.mesh_program(mode, tuple(has), alpha_mode, has_env, has_light, bool(mat.unlit), bool(mat.double_sided), tonemap,
+            prim.mesh.colors is not None, any(t == 1 for t in texcoord))
         for name, value in frame.items():
             _set(p, name, value)
         model = prim.mesh.transform

@@ -6,7 +6,8 @@
 // Compiled per feature set (as three.js does): the renderer prepends
 //   MODE        0 lit, 1 base colour (unlit), 2 normals view, 3 UV-checker view, 4 geometry only
 //   HAS_TEX0..4 texture slot present      ALPHA_MODE 0 OPAQUE, 1 MASK, 2 BLEND
-//   HAS_ENV, HAS_LIGHT, MAT_UNLIT, VERTEX_SH (irradiance interpolated from the vertices)
+//   HAS_ENV, HAS_LIGHT, MAT_UNLIT, VERTEX_SH (irradiance interpolated from the vertices),
+//   HAS_VCOLOR (COLOR_0 present), HAS_UV1 (a slot samples TEXCOORD_1), TONEMAP
 // so software rasterisers (llvmpipe executes both sides of branches) only pay for what is used.
 //#include common.glsl
 
@@ -14,9 +15,15 @@ in vec3 v_world;
 in vec3 v_normal;
 in vec4 v_tangent;
 in vec2 v_uv0;
+#if HAS_UV1
 in vec2 v_uv1;
+#endif
+#if HAS_VCOLOR
 in vec4 v_color;
+#endif
+#if MODE == 4
 in float v_depth;
+#endif
 #if VERTEX_SH
 in vec3 v_irradiance;
 #endif
@@ -50,11 +57,17 @@ uniform vec3 u_light_dir;       // direction the light travels (world)
 uniform vec3 u_light_radiance;  // colour x intensity
 
 layout(location = 0) out vec4 o_color;
+#if MODE == 4
 layout(location = 1) out vec4 o_normal;
 layout(location = 2) out float o_depth;
+#endif
 
 vec2 slot_uv(int i) {
+#if HAS_UV1
     vec2 uv = u_texcoord[i] == 1 ? v_uv1 : v_uv0;
+#else
+    vec2 uv = v_uv0;
+#endif
     return (u_uvmat[i] * vec3(uv, 1.0)).xy;
 }
 
@@ -74,7 +87,11 @@ vec4 sample_slot(int i) {
 // (sample_slot is only called with constant slots, so the chain above folds away at compile time)
 
 void main() {
+#if HAS_VCOLOR
     vec4 base = u_base_color_factor * v_color;
+#else
+    vec4 base = u_base_color_factor;
+#endif
 #if HAS_TEX0
     base *= sample_slot(0);
 #endif
@@ -202,6 +219,8 @@ void main() {
     vec3 outc = linear_to_srgb(tonemap(color));
 #endif
     o_color = vec4(outc, base.a);
+#if MODE == 4
     o_normal = vec4(n, 1.0);
     o_depth = v_depth;
+#endif
 }
