@@ -35,9 +35,9 @@ def make(p, inputs, ctx):
     return np.random.default_rng(p.seed).standard_normal((p.n, 3))
 
 
-def transform(p, inputs, ctx):  # flagged as a GPU stage; runs on CPU on a GPU-less cluster
+def transform(p, inputs, ctx):  # a GPU stage: Ray hands it a GPU (CUDA_VISIBLE_DEVICES)
     x = inputs["make"]
-    return {"points": x @ np.diag([1.0, 2.0, 3.0]), "pid": os.getpid()}
+    return {"points": x @ np.diag([1.0, 2.0, 3.0]), "pid": os.getpid(), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def export(p, inputs, ctx):
@@ -66,7 +66,8 @@ RAY_TOY = Pipeline(
 def ray_instance():
     # The toy stages live in this test module, which Ray workers cannot import: ship them by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # one logical GPU (no CUDA needed): Ray schedules GPU stages onto it and sets CUDA_VISIBLE_DEVICES
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
     ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
@@ -93,6 +94,7 @@ def test_ray_job_equals_local_job_and_rerun_hits_cache(tmp_path, ray_instance):
     keys = st.runner.stage_keys(RAY_TOY, RayToyParams(n=50, seed=3))
     hit, value = st.cache.get(keys["transform"])
     assert hit and value["pid"] != os.getpid()
+    assert value["gpus"] == "0", "a Stage(gpu=True) task must be given the cluster's GPU"
     np.testing.assert_array_equal(value["points"], np.load(local.results["points"]))
 
     hits_before = st.cache.hits
@@ -132,6 +134,19 @@ def test_ray_progress_and_cancel(tmp_path, ray_instance):
         assert bad.state == "failed" and bad.error == "EmptyResultError: nothing to make", bad.error
     finally:
         st.runner.shutdown()
+
+
+def test_gpu_stages_fall_back_to_cpu_on_a_gpu_less_cluster(tmp_path):
+    from studio.ray_backend import RayExecutor
+    from studio.runner import StageCall
+
+    ex = RayExecutor(tmp_path / "jobs.sqlite")
+    call = StageCall("j", RAY_TOY.stages[1], "k", RayToyParams(), {}, tmp_path, 0.0, 3.0)
+    ex._gpus = 0.0
+    assert ex.num_gpus(call) == 0
+    ex._gpus = 2.0
+    assert ex.num_gpus(call) == 1
+    assert ex.num_gpus(StageCall("j", RAY_TOY.stages[0], "k", RayToyParams(), {}, tmp_path, 0.0, 3.0)) == 0
 
 
 def test_local_backend_never_imports_ray(tmp_path):
