@@ -284,4 +284,11 @@ def test_desktop_fallback_without_xr(server, sample_id, browser, artefacts):
     centre = a[H // 4: 3 * H // 4, W // 3: 2 * W // 3]
     assert (centre.max(-1) > 60).mean() > 0.2  # the framed asset fills the middle of the view
     assert "desktop" in page.locator("#enter-vr").inner_text()
+    # The stream drops; the client reconnects with back-off and catches up from the new snapshot.
+    page.evaluate("window.__xrStream.ws.close()")
+    post_json(f"{url}/v1/scene/{sample_id}/visibility", {"visible": False})
+    page.wait_for_function("id => window.__xrStream.reconnects >= 1 && window.__xr.assetInfo(id).shown === false",
+                           arg=sample_id, timeout=30_000)
+    post_json(f"{url}/v1/scene/{sample_id}/visibility", {"visible": True})
+    page.wait_for_function("id => window.__xr.assetInfo(id).shown === true", arg=sample_id, timeout=30_000)
     page.close()

@@ -67,7 +67,8 @@ const sun = new THREE.DirectionalLight(0xffffff, 1.5);
 sun.position.set(1, 3, 2);
 scene.add(sun);
 stats.timing.environment = performance.now();
-scene.add(new SparkRenderer({ renderer }));
+const sparkOptions = JSON.parse(params.get('spark') || '{}'); // e.g. ?spark={"minSortIntervalMs":100}
+scene.add(new SparkRenderer({ renderer, ...sparkOptions }));
 stats.timing.spark = performance.now();
 
 const camera = new THREE.PerspectiveCamera(60, window.innerWidth / window.innerHeight, 0.01, 200);
@@ -197,6 +198,7 @@ window.__xr.assetWorldPosition = (id) => {
   return new THREE.Vector3().setFromMatrixPosition(e.holder.matrixWorld).toArray();
 };
 window.__xr.assetIds = () => [...assets.assets.keys()];
+window.__xr.assetInfo = (id) => { const e = assets.assets.get(id); return e ? { ...e.info, shown: e.holder.visible } : null; };
 
 const vrButton = document.getElementById('enter-vr');
 const arButton = document.getElementById('enter-ar');
