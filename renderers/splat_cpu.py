@@ -1150,6 +1150,9 @@ def _build_library() -> ctypes.CDLL:
             if proc.returncode != 0:
                 raise RuntimeError(f"{cxx} failed to build the splat kernel:\n{proc.stderr[-2000:]}")
             os.replace(tmp_so, lib_path)  # atomic: concurrent builders race harmlessly
+        for stale in out_dir.glob("splat_cpu_*.so"):  # builds of earlier sources
+            if stale != lib_path:
+                stale.unlink(missing_ok=True)
     lib = ctypes.CDLL(str(lib_path))
     vp, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
     for name in ("splat_fwd_f32", "splat_fwd_f64"):
