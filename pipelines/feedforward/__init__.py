@@ -119,6 +119,14 @@ def single_image_to_asset(image: np.ndarray, model, params: FeedForwardParams = 
     grid = query_grid(density, params.resolution, -r, r, params.chunk, device=p.device,
                       progress=lambda f, m: report(progress, 0.05 + 0.5 * f, m), cancel=cancel)
     verts, faces = surface_from_grid(grid, params.threshold, -r, r)
+    n_extracted = len(faces)
+    if len(faces) > params.target_faces:  # decimate before measuring, so size_m holds for the final mesh
+        from studio.assets import Mesh
+
+        from ..mesh_extract import decimate
+
+        low = decimate(Mesh.from_arrays(verts, faces), params.target_faces, cancel=cancel)
+        verts, faces = low.vertices, low.faces
     t_mesh = time.perf_counter() - t0 - t_net
     rot = triposr.MODEL_TO_STUDIO
     w = verts @ rot[:3, :3].T
@@ -133,7 +141,8 @@ def single_image_to_asset(image: np.ndarray, model, params: FeedForwardParams = 
     md.pipeline, md.method, md.model = "image_to_asset", "feedforward", model_name
     md.extras.update(repo_id=triposr.REPO_ID, grid=params.resolution, threshold=params.threshold,
                      bounds_m=asset.bounds().round(6).tolist(), seconds={"network": round(t_net, 4), "mesh": round(t_mesh, 4),
-                                                                          "total": round(time.perf_counter() - t0, 4)}, **info)
+                                                                          "total": round(time.perf_counter() - t0, 4)},
+                     **{**info, "faces_extracted": n_extracted})
     return asset
 
 
