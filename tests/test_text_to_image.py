@@ -293,3 +293,14 @@ def test_sdxl_family_is_selected_from_model_index(tmp_path_factory):
     assert not np.array_equal(run(**p, scheduler="dpmpp_2m_karras"), a)
     init = np.random.default_rng(4).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     assert run(**p, init_image=init, strength=0.5).shape == init.shape
+
+
+def test_output_safety_checker_refuses_flagged_images(tmp_path_factory):
+    """diffusers' safety checker, when the model folder has one: flagged images raise (diffusers would
+    return black placeholders), unflagged ones pass through."""
+    root = tmp_path_factory.mktemp("tiny_safety")
+    strict, lenient = save_tiny_sd(root / "strict", safety="flag"), save_tiny_sd(root / "lenient", safety="pass")
+    with pytest.raises(BlockedContentError, match="safety checker"):
+        run(model="strict", model_path=str(strict))
+    ok = run(model="lenient", model_path=str(lenient))
+    assert ok.shape == (32, 32, 3) and ok.std() > 5  # a real (noise) image, not a blacked-out one

@@ -145,10 +145,34 @@ def build_sd_components(seed: int = 0):
     return unet, vae, text_encoder, scheduler
 
 
-def save_tiny_sd(folder: Path, seed: int = 0) -> Path:
+def tiny_safety_checker(flag_everything: bool, seed: int = 9):
+    """diffusers' StableDiffusionSafetyChecker on a tiny CLIP vision tower (32 px). Its concept
+    thresholds are set so that it flags every image (`flag_everything`) or none."""
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    torch.manual_seed(seed)
+    cfg = CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+                         vocab_size=CLIP_VOCAB_SIZE),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+        projection_dim=32,
+    )
+    checker = StableDiffusionSafetyChecker(cfg).eval()
+    with torch.no_grad():
+        checker.concept_embeds.normal_()
+        checker.special_care_embeds.normal_()
+        checker.concept_embeds_weights.fill_(-2.0 if flag_everything else 2.0)  # cosine ∈ [-1, 1]
+        checker.special_care_embeds_weights.fill_(2.0)
+    return checker, CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+
+
+def save_tiny_sd(folder: Path, seed: int = 0, safety: str | None = None) -> Path:
     """A StableDiffusionPipeline folder (model_index.json + unet/vae/text_encoder/tokenizer/scheduler).
 
-    No safety checker (saved as null, as `stable-diffusion-v1-5` community copies do).
+    safety None: no safety checker (saved as null, as `stable-diffusion-v1-5` community copies do);
+    "flag" / "pass": a tiny StableDiffusionSafetyChecker + feature extractor that flags every image / none.
     Pixel size must be a multiple of 8 (VAE factor 4, UNet one downsample); tests use 32 px (256 px
     where the invisible watermark needs it).
     """
@@ -158,15 +182,16 @@ def save_tiny_sd(folder: Path, seed: int = 0) -> Path:
     unet, vae, text_encoder, scheduler = build_sd_components(seed)
     tok_dir = write_clip_tokenizer(folder / "_tok")
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    checker, extractor = tiny_safety_checker(safety == "flag") if safety else (None, None)
     pipe = StableDiffusionPipeline(
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+        safety_checker=checker,
+        feature_extractor=extractor,
+        requires_safety_checker=safety is not None,
     )
     pipe.save_pretrained(folder)
     for p in (folder / "_tok").iterdir():
