@@ -46,6 +46,7 @@ from .errors import InvalidAssetError, StudioError, UnsupportedFormatError, safe
 from .paths import safe_child, sanitize_upload_name
 
 MAX_MESSAGE_BYTES = 64 * 1024
+MAX_CLIENT_MESSAGES_PER_S = 240  # a grabbing hand sends ~30/s; far more is a broken or hostile client
 DEFAULT_MAX_ASSET_BYTES = 512 * 1024 * 1024
 DEFAULT_QUEUE_LIMIT = 256
 GLTF_SUFFIXES = {".glb"}
@@ -108,6 +109,16 @@ class Subscriber:
         self.overflowed = False
         self.event = asyncio.Event() if loop is not None else None
         self.snapshots_sent = 0
+        self.window_start = 0.0
+        self.window_count = 0
+
+    def over_rate(self, limit: int) -> bool:
+        """True when this client has sent more than `limit` messages in the current second."""
+        now = time.monotonic()
+        if now - self.window_start >= 1.0:
+            self.window_start, self.window_count = now, 0
+        self.window_count += 1
+        return self.window_count > limit
 
     def _wake(self) -> None:
         if self.loop is not None and self.event is not None:
@@ -230,9 +241,15 @@ class SceneState:
                  "assets": [{**a.to_json(), "file": a.file} for a in self.assets.values()]}
         write_bytes_atomic(self.root / "scene.json", json.dumps(d).encode())
 
+    def _save_quietly(self) -> None:
+        try:
+            self.save()
+        except OSError:
+            pass  # the folder went away (tests, a removed home); the next change tries again
+
     def _schedule_save(self) -> None:
         if self._save_timer is None:
-            self._save_timer = threading.Timer(0.5, self.save)
+            self._save_timer = threading.Timer(0.5, self._save_quietly)
             self._save_timer.daemon = True
             self._save_timer.start()
 
@@ -268,8 +285,10 @@ class SceneState:
             return out
 
     def send_to(self, sub: Subscriber, msg: dict[str, Any]) -> None:
-        """Queue a message for one client only (errors, pongs); not sequenced."""
+        """Queue a message for one client only (errors, pongs); not sequenced, dropped when its queue is full."""
         with self._lock:
+            if sub.overflowed or len(sub.queue) >= sub.limit:
+                return
             sub.queue.append(json.dumps(msg))
         sub._wake()
 
@@ -453,6 +472,8 @@ class SceneState:
         try:
             if data is None:
                 raise SceneError("empty message")
+            if sub.over_rate(MAX_CLIENT_MESSAGES_PER_S):
+                raise SceneError(f"more than {MAX_CLIENT_MESSAGES_PER_S} messages per second; message dropped")
             if len(data) > MAX_MESSAGE_BYTES:
                 raise SceneError(f"message of {len(data)} bytes is over the {MAX_MESSAGE_BYTES} byte limit")
             try:
@@ -498,6 +519,19 @@ def xr_dist_dir() -> Path:
 
 
 # -- FastAPI wiring -----------------------------------------------------------------------------
+def same_origin(headers: Any) -> bool:
+    """False when a browser says the request comes from a page of another origin (CSRF, CSWSH).
+
+    Requests without an Origin header (CLI, scripts, same-origin GETs) pass.
+    """
+    from urllib.parse import urlsplit
+
+    origin = headers.get("origin")
+    if not origin:
+        return True
+    return urlsplit(origin).netloc.lower() == (headers.get("host") or "").lower()
+
+
 def mount_xr(app: Any, studio: Any, token: str | None = None, scene: SceneState | None = None) -> SceneState:
     """Add the scene routes (/v1/scene, /v1/scene/ws, /v1/scene/push, /v1/scene/assets/…) and /xr/ to `app`.
 
@@ -517,6 +551,11 @@ def mount_xr(app: Any, studio: Any, token: str | None = None, scene: SceneState 
         if not authorised(request.headers, request.query_params):
             raise HTTPException(401, "missing or wrong API token: send 'Authorization: Bearer <token>' or ?token=")
 
+    def check_write(request: Request) -> None:
+        check(request)
+        if not same_origin(request.headers):
+            raise HTTPException(403, "cross-origin scene edits are refused")
+
     def error(exc: StudioError) -> JSONResponse:
         code = 413 if isinstance(exc, AssetTooLargeError) else 404 if isinstance(exc, SceneNotFoundError) else 400
         return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=code)
@@ -530,7 +569,7 @@ def mount_xr(app: Any, studio: Any, token: str | None = None, scene: SceneState 
     async def scene_push(request: Request) -> JSONResponse:
         """Body: the file (application/octet-stream, `?name=`), a multipart form with `file`, or JSON
         ``{"job": id, "result": key or file name}``. `?replace=<id>` swaps an existing asset."""
-        check(request)
+        check_write(request)
         replace = request.query_params.get("replace") or None
         ctype = request.headers.get("content-type", "")
         length = int(request.headers.get("content-length") or 0)
@@ -595,7 +634,7 @@ def mount_xr(app: Any, studio: Any, token: str | None = None, scene: SceneState 
     @app.post("/v1/scene/{asset_id}/{what}")
     async def scene_edit(asset_id: str, what: str, request: Request) -> JSONResponse:
         """JSON edits: transform {matrix}, material {base_color, metallic, roughness, emissive}, visibility {visible}."""
-        check(request)
+        check_write(request)
         body = await request.body()
         try:
             if len(body) > MAX_MESSAGE_BYTES:
@@ -625,7 +664,7 @@ def mount_xr(app: Any, studio: Any, token: str | None = None, scene: SceneState 
 
     @app.delete("/v1/scene/{asset_id}")
     def scene_remove(asset_id: str, request: Request) -> JSONResponse:
-        check(request)
+        check_write(request)
         try:
             state.remove(asset_id)
         except StudioError as e:
@@ -645,6 +684,9 @@ def mount_xr(app: Any, studio: Any, token: str | None = None, scene: SceneState 
     async def scene_ws(ws: WebSocket) -> None:
         if not authorised(ws.headers, ws.query_params):
             await ws.close(code=1008, reason="missing or wrong API token")
+            return
+        if not same_origin(ws.headers):
+            await ws.close(code=1008, reason="cross-origin scene stream connections are refused")
             return
         await ws.accept()
         sub = state.subscribe(asyncio.get_running_loop())

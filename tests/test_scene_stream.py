@@ -340,3 +340,27 @@ def test_push_a_job_result(client, app, tmp_path):
     assert a["kind"] == "gltf" and client.get(a["url"]).content == (out / "sample.glb").read_bytes()
     assert client.post("/v1/scene/push", json={"job": job.id, "result": "usd"}).status_code == 400
     assert client.post("/v1/scene/push", json={"job": "nope"}).status_code == 400
+
+
+def test_cross_origin_and_flooding_refused(client, app, tmp_path, monkeypatch):
+    import studio.scene_stream as ss
+    from starlette.websockets import WebSocketDisconnect
+
+    data = glb_bytes(tmp_path)
+    evil = {"Origin": "http://evil.example"}
+    r = client.post("/v1/scene/push", params={"name": "x.glb"}, content=data,
+                    headers={**evil, "Content-Type": "application/octet-stream"})
+    assert r.status_code == 403 and not app.state.scene.assets
+    with pytest.raises(WebSocketDisconnect) as e:
+        with client.websocket_connect("/v1/scene/ws", headers=evil) as ws:
+            ws.receive_json()
+    assert e.value.code == 1008
+    # the same host as Origin (the /xr/ page itself) is fine
+    with client.websocket_connect("/v1/scene/ws", headers={"Origin": "http://testserver"}) as ws:
+        assert ws.receive_json()["type"] == "snapshot"
+        monkeypatch.setattr(ss, "MAX_CLIENT_MESSAGES_PER_S", 5)
+        for i in range(12):
+            ws.send_json({"type": "ping", "t": i})
+        replies = [ws.receive_json() for _ in range(12)]
+    assert [r["type"] for r in replies[:5]] == ["pong"] * 5
+    assert any(r["type"] == "error" and "per second" in r["detail"] for r in replies[5:])
