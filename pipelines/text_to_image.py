@@ -189,6 +189,25 @@ def _resolve_lora(ref: LoraRef, allow_network: bool) -> tuple[Path, str | None]:
     return folder, s.weight_name
 
 
+def _family_root(cls_name: str) -> str:
+    """'StableDiffusionXLImg2ImgPipeline' → 'StableDiffusionXL' (the base family a LoRA is trained for)."""
+    for suffix in ("Img2ImgPipeline", "InpaintPipeline", "Pipeline"):
+        if cls_name.endswith(suffix):
+            return cls_name[: -len(suffix)]
+    return cls_name
+
+
+def _check_lora_base(name: str, family: str) -> None:
+    """A registered LoRA that declares its base model must match the pipeline family (an SDXL LoRA
+    cannot load into SD 1.5): ParamsError naming both, instead of a shape-mismatch traceback."""
+    s = _spec_or_none(name) if not Path(name).expanduser().exists() else None
+    if s is None or not s.base:
+        return
+    b = _spec_or_none(s.base)
+    if b is not None and b.kind.endswith("Pipeline") and _family_root(b.kind) != _family_root(family):
+        raise ParamsError(f"LoRA {name!r} is for {s.base} ({b.kind}); the chosen model is a {family}")
+
+
 def _load_base(folder: Path, cfg, cache: PipelineCache | None):
     from diffusers import AutoPipelineForText2Image
 
@@ -261,6 +280,8 @@ def generate_images(params: TextToImageParams, progress: Progress | None = None,
     family = pipeline_class_name(folder)
     if not family:
         raise ModelUnavailableError(f"model {p.model!r}: {folder} has no model_index.json; it is not a diffusers pipeline folder")
+    for r in _loras(p.loras):
+        _check_lora_base(r.name, family)
 
     mode = "inpaint" if p.mask is not None else ("img2img" if p.init_image is not None else "text")
     init = load_rgb(p.init_image, "init image") if p.init_image is not None else None

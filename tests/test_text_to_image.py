@@ -132,6 +132,9 @@ def test_loras_change_output_stack_and_unload(tiny):
     half = run(loras=[("style-a", 0.3)])
     assert not np.array_equal(half, one)  # the scale is applied
     assert np.array_equal(run(), ref)  # unloaded: the warm pipeline is back to the base weights
+    register("xl-style", tiny["lora_a"], kind="lora", base="sdxl")
+    with pytest.raises(ParamsError, match="is for sdxl"):
+        run(loras=[("xl-style", 1.0)])
 
 
 def test_img2img_strength_zero_is_identity_and_size_follows_input():
