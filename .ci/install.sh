@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the studio and its tests need on a fresh Debian machine (root, Python 3.11).
 # Idempotent: safe to run again; skips what is already there.
+# usage: bash .ci/install.sh [--tests]   (--tests also builds the OpenXR runtime the tests use)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,4 +36,11 @@ for dir in . tests/threejs xr; do
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
 done
+# OpenXR runtime for the tests (tests/test_openxr.py): Monado with a simulated HMD and the null
+# compositor, built once into /var/cache/studio/monado-<sha> outside the clone (skipped when cached;
+# tests/conftest.py finds it there). Only with --tests: the studio itself does not need it.
+if [ "${1:-}" = "--tests" ]; then
+  log "Monado OpenXR runtime (cached build)"
+  .ci/build_monado.sh >/dev/null
+fi
 log "install done"

@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The OpenXR tests run against Monado, which `.ci/install.sh --tests` builds into a cache folder
+# outside the clone; point the OpenXR loader at it unless the user chose a runtime.
+if not os.environ.get("XR_RUNTIME_JSON"):
+    _cached = sorted(Path(os.environ.get("STUDIO_CACHE", "/var/cache/studio")).glob("monado-*/openxr_monado-dev.json"))
+    if _cached:
+        os.environ["XR_RUNTIME_JSON"] = str(_cached[-1])
 SHARED = REPO.parent / "shared" / "testdata"
 
 
