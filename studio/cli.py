@@ -227,6 +227,27 @@ def serve(
         _fail(e)
 
 
+xr_app = typer.Typer(help="Headset preview: push to the live scene, native OpenXR viewer.", no_args_is_help=True)
+app.add_typer(xr_app, name="xr")
+
+
+@xr_app.command("openxr")
+def xr_openxr(
+    file: Optional[Path] = typer.Argument(None, help="asset to show; omit to follow the studio's live scene"),
+    frames: Optional[int] = typer.Option(None, "--frames", help="stop after N rendered frames"),
+    server: Optional[str] = typer.Option(None, "--server", help="studio to follow (default $STUDIO_URL or http://127.0.0.1:7860)"),
+    msaa: int = typer.Option(4, "--msaa", help="samples per pixel (1 = fastest on CPU)"),
+    binding: str = typer.Option("auto", "--binding", help="auto | egl | glx"),
+) -> None:
+    """Show FILE (or a studio's live scene) in the headset through the active OpenXR runtime."""
+    from studio.renderers.openxr import cli_openxr
+
+    try:
+        cli_openxr(str(file) if file else None, frames, server, msaa, binding)
+    except StudioError as e:
+        _fail(e)
+
+
 jobs_app = typer.Typer(help="List, inspect, cancel and resume jobs.", no_args_is_help=True)
 cache_app = typer.Typer(help="Inspect or clear the stage cache.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
