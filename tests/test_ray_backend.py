@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 class RayToyParams:
     n: int = param(6, "size", minimum=1, maximum=10_000)
     seed: int = param(0, "random seed")
-    slow: bool = param(False, "sleep in the last stage (for cancellation)")
+    slow: int = param(0, "50 ms steps of the last stage (for cancellation and crashes)", minimum=0)
     fail: bool = param(False, "raise in the first stage")
 
 
@@ -42,8 +43,9 @@ def transform(p, inputs, ctx):  # a GPU stage: Ray hands it a GPU (CUDA_VISIBLE_
 
 def export(p, inputs, ctx):
     pts = inputs["transform"]["points"]
-    for i in range(100 if p.slow else 2):
-        ctx.progress(i / 100, "exporting")
+    steps = max(p.slow, 2)
+    for i in range(steps):
+        ctx.progress(i / steps, "exporting")
         if p.slow:
             time.sleep(0.05)
     np.save(ctx.out_dir / "points.npy", pts)
@@ -114,7 +116,7 @@ def test_ray_progress_and_cancel(tmp_path, ray_instance):
     st = _studio(tmp_path, "ray")
     st.runner.start()
     try:
-        job = st.runner.submit("raytoy", {"n": 5, "slow": True})
+        job = st.runner.submit("raytoy", {"n": 5, "slow": 100})
         seen = None
         end = time.time() + 30
         while time.time() < end:
@@ -134,6 +136,50 @@ def test_ray_progress_and_cancel(tmp_path, ray_instance):
         assert bad.state == "failed" and bad.error == "EmptyResultError: nothing to make", bad.error
     finally:
         st.runner.shutdown()
+
+
+def test_killed_driver_resumes_on_ray_from_cached_stages(tmp_path, ray_instance):
+    """A studio process driving a job on the (shared) Ray cluster is SIGKILLed during its last
+    stage; a new studio on the same home resumes the job from the Ray-written cache."""
+    address = ray.get_runtime_context().gcs_address
+    code = textwrap.dedent(f"""
+        import importlib.util, sys, ray
+        spec = importlib.util.spec_from_file_location("raytoy_mod", {__file__!r})
+        mod = importlib.util.module_from_spec(spec); sys.modules["raytoy_mod"] = mod; spec.loader.exec_module(mod)
+        ray.cloudpickle.register_pickle_by_value(mod)
+        from studio.api import Studio
+        st = Studio({str(tmp_path)!r}, pipelines_override={{"raytoy": mod.RAY_TOY}}, backend="ray", ray_address={address!r})
+        job = st.runner.submit("raytoy", {{"n": 20, "slow": 30}})
+        print(job.id, flush=True)
+        st.runner.run_job(job.id)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        jid = proc.stdout.readline().strip()
+        st = _studio(tmp_path, "ray")
+        end = time.time() + 40
+        while time.time() < end:  # wait until the upstream stages are cached and export runs
+            j = st.store.get(jid)
+            if j is not None and j.stage == "export" and j.progress > 0.7:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"job never reached the export stage: {st.store.get(jid)}")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert st.store.get(jid).state == "running"
+    st.runner.start()  # requeues the dead process's job and resumes it on the cluster
+    try:
+        final = st.runner.wait(jid, timeout=40)
+    finally:
+        st.runner.shutdown()
+    assert final.state == "succeeded", (final.state, final.error, final.log)
+    after = final.log.split("requeued")[1]
+    assert "transform: cache hit" in after and "make: skipped" in after and "export: ran in" in after
+    assert "transform: ran in" not in after and final.attempts == 2
+    expected = np.random.default_rng(0).standard_normal((20, 3)) @ np.diag([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(np.load(final.results["points"]), expected)
 
 
 def test_gpu_stages_fall_back_to_cpu_on_a_gpu_less_cluster(tmp_path):
