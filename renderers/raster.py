@@ -2,8 +2,13 @@
 
 Cameras are the studio's OpenCV `Cameras`; `projection_from_K` builds a clip matrix that reproduces
 K exactly (pixel centres at +0.5, row 0 at the top), so depth/mask/normal passes line up pixel for
-pixel with `Cameras.project`. Colour is shaded in linear, tone mapped, encoded to sRGB in the
-shader and blended/resolved in that encoded space (as three.js does for its canvas).
+pixel with `Cameras.project`. Shading follows three.js r187 MeshStandardMaterial (what the web app
+and the WebXR client show): image-based lighting by split sum (GGX-prefiltered equirect mip chain +
+DFG LUT, the same table three.js ships) with multi-scattering, SH9 diffuse irradiance, an optional
+directional light. Colour is shaded in linear, tone mapped, encoded to sRGB in the shader and
+blended/resolved in that encoded space (as three.js does for its canvas). Mesh shaders are compiled
+per feature set, so a software rasteriser only runs what a material uses. Gaussian splats are drawn
+in the same frame as sorted, alpha-blended EWA quads (display-sRGB SH colours, as 3DGS).
 
 Usage:
     result = render(asset, cameras, passes=("rgb", "depth", "mask"))
@@ -13,7 +18,6 @@ or, for repeated frames without re-uploading:
 """
 from __future__ import annotations
 
-import logging
 import warnings
 import weakref
 from collections import OrderedDict
@@ -38,8 +42,6 @@ from studio.assets.tangents import compute_tangents
 from studio.errors import DisplayUnavailableError
 
 from .environment import Environment, brdf_lut, default_environment, irradiance_sh9
-
-log = logging.getLogger(__name__)
 
 SHADER_DIR = Path(__file__).with_name("shaders")
 PASSES = ("rgb", "alpha", "depth", "normals", "mask")
