@@ -24,6 +24,8 @@ BENCHES = {
     "threejs_fps": ("bench_threejs_fps.py", {}),
     "xr_latency": ("bench_xr_latency.py", {}),
     "fit": ("bench_fit.py", {}),
+    "load": ("bench_load.py", {"clients": 50, "duration_s": 20}),
+    "feedforward": ("bench_feedforward.py", {}),
 }
 
 

@@ -94,6 +94,7 @@ class StageCache:
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
+        self._approx_bytes: int | None = None  # running size estimate; None until first scanned
 
     @staticmethod
     def key(stage: str, version: str | int, params: Any, input_hashes: list[str]) -> str:
@@ -141,7 +142,15 @@ class StageCache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.evict()
+        # Scanning every entry is O(entries): do it only when a running estimate says we may be over.
+        with self._lock:
+            if self._approx_bytes is None:
+                self._approx_bytes = sum(s for _, s, _ in self._entries())
+            else:
+                self._approx_bytes += sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+            over = self._approx_bytes > self.limit_bytes
+        if over:
+            self.evict()
 
     def _entries(self) -> list[tuple[float, int, Path]]:
         out = []
@@ -171,6 +180,7 @@ class StageCache:
                 shutil.rmtree(d, ignore_errors=True)
                 total -= size
                 removed += 1
+            self._approx_bytes = total
             return removed
 
     def stats(self) -> CacheStats:

@@ -217,12 +217,17 @@ def serve(
     port: int = typer.Option(7860, help="port"),
     token: Optional[str] = typer.Option(None, envvar="STUDIO_TOKEN", help="API token (Authorization: Bearer …)"),
     workers: int = typer.Option(1, min=1, max=64, help="job worker threads"),
+    backend: str = typer.Option("local", help="where stages run: local (in-process) or ray (Ray tasks)"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address for --backend ray (default: a local Ray; 'auto': the running cluster)"),
 ) -> None:
-    """Serve the HTTP API (/v1, docs at /v1/docs) and metrics (/metrics)."""
+    """Serve the web app (/), HTTP API (/v1, docs at /v1/docs), WebXR client (/xr/) and metrics (/metrics)."""
     from studio.server import serve as run_server
 
+    if backend not in ("local", "ray"):
+        err_console.print(f"[red]error:[/] --backend must be local or ray, got {backend!r}")
+        raise typer.Exit(2)
     try:
-        run_server(host=host, port=port, token=token, workers=workers)
+        run_server(host=host, port=port, token=token, workers=workers, backend=backend, ray_address=address)
     except StudioError as e:
         _fail(e)
 
