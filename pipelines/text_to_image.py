@@ -357,7 +357,7 @@ def generate_images(params: TextToImageParams, progress: Progress | None = None,
         else:
             ok = False
         marked.append(ok)
-    record["watermark"] = WATERMARK_ID if any(marked) else None
+    record["watermark_id"] = WATERMARK_ID if any(marked) else None
     return ImageBatch(images, seeds, record, marked)
 
 

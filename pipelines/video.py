@@ -1,8 +1,12 @@
-"""Image → video with Stable Video Diffusion (diffusers StableVideoDiffusionPipeline), written as MP4 with `av`.
+"""Video through diffusers, written as MP4 with `av`.
 
-Frames are (F,H,W,3) uint8 sRGB. The model comes from the registry ("svd" →
-stabilityai/stable-video-diffusion-img2vid-xt); it stays warm in the registry's LRU. Progress is
-reported per denoising step and `cancel()` is polled between steps.
+* image → video: Stable Video Diffusion ("svd" → stabilityai/stable-video-diffusion-img2vid-xt).
+* text → video: AnimateDiff, a MotionAdapter ("animatediff" → guoyww/animatediff-motion-adapter-v1-5-2)
+  on any registered SD 1.x pipeline ("sd15" by default); the AnimateDiff pipeline is built from the
+  warm SD pipeline and itself kept warm.
+
+Frames are (F,H,W,3) uint8 sRGB. Models stay warm in the registry's LRU. Progress is reported per
+denoising step and `cancel()` is polled between steps.
 """
 from __future__ import annotations
 
@@ -104,7 +108,7 @@ def image_to_video(params: ImageToVideoParams, progress: Progress | None = None,
         marked = all(ok for _, ok in done)
     record = {k: v for k, v in asdict(p).items() if k not in ("image", "allow_network")}
     record |= {"seed": seed, "pipeline": "image_to_video", "image": f"<image {image.shape}>",
-               "watermark": WATERMARK_ID if marked else None}
+               "watermark_id": WATERMARK_ID if marked else None}
     return Video(frames, p.fps, seed, record)
 
 
@@ -154,4 +158,90 @@ def image_to_video_file(params: ImageToVideoParams, out: str | Path, progress: P
                         cancel: Cancel | None = None) -> Path:
     """`studio generate video --image IMG`: generate and write `out` (.mp4)."""
     v = image_to_video(params, progress, cancel)
+    return write_mp4(v.frames, out, v.fps)
+
+
+# ---- text → video (AnimateDiff) ----------------------------------------------------------------------------
+
+
+@dataclass
+class TextToVideoParams:
+    """AnimateDiff parameters. model: an SD 1.x pipeline; motion_adapter: a MotionAdapter for it."""
+
+    prompt: str
+    model: str = "sd15"
+    motion_adapter: str = "animatediff"
+    negative_prompt: str = ""
+    num_frames: int = 16
+    fps: int = 8
+    steps: int = 25
+    guidance_scale: float = 7.5
+    seed: int | None = None
+    width: int = 512
+    height: int = 512
+    scheduler: str | None = None
+    watermark: bool = True
+    model_path: str | None = None
+    allow_network: bool = False
+
+
+def text_to_video(params: TextToVideoParams, progress: Progress | None = None, cancel: Cancel | None = None,
+                  cache: PipelineCache | None = None) -> Video:
+    """`num_frames` frames of `width`×`height` from a prompt (blocked prompts raise BlockedContentError)."""
+    from .generation_common import check_prompt
+    from .text_to_image import _load_base, _set_scheduler, pipeline_class_name
+
+    p = params
+    if not isinstance(p.prompt, str) or not p.prompt.strip():
+        raise ParamsError("parameter 'prompt' must be a non-empty string")
+    if p.num_frames < 1 or p.steps < 1 or p.fps < 1:
+        raise ParamsError("num_frames, steps and fps must be >= 1")
+    check_size(p.width, p.height, 8)
+    check_prompt(p.prompt)
+    check_cancel(cancel)
+    seed = resolve_seed(p.seed)
+    folder = resolve(p.model, local_path=p.model_path, allow_network=p.allow_network)
+    adapter_folder = resolve(p.motion_adapter, allow_network=p.allow_network)
+    try:
+        s = spec(p.model) if p.model_path is None else None
+    except ModelUnavailableError:
+        s = None
+    cfg = select_device(s.dtype if s else "float16", s.size_hint if s else 0)
+    if progress:
+        progress(0.0, f"loading {p.model} + {p.motion_adapter}")
+    base = _load_base(folder, cfg, cache)
+
+    def loader():
+        from diffusers import AnimateDiffPipeline, MotionAdapter
+
+        adapter = MotionAdapter.from_pretrained(str(adapter_folder), dtype=cfg.torch_dtype)
+        pipe = AnimateDiffPipeline.from_pipe(base, motion_adapter=adapter)
+        pipe.set_progress_bar_config(disable=True)
+        return place_pipeline(pipe, cfg)
+
+    anim = get_pipeline(("animatediff", str(folder.resolve()), str(adapter_folder.resolve()), cfg), loader, cache)
+    check_cancel(cancel)
+    pipe = type(anim).from_pipe(anim)
+    pipe.set_progress_bar_config(disable=True)
+    _set_scheduler(pipe, p.scheduler, pipeline_class_name(folder))
+    out = pipe(
+        prompt=p.prompt, negative_prompt=p.negative_prompt or None, num_frames=p.num_frames, height=p.height,
+        width=p.width, num_inference_steps=p.steps, guidance_scale=p.guidance_scale,
+        generator=generators(seed, 1)[0], output_type="np", callback_on_step_end=step_callback(p.steps, progress, cancel),
+    )
+    frames = to_uint8(np.asarray(out.frames)[0])
+    marked = False
+    if p.watermark:
+        done = [embed_watermark(f) for f in frames]
+        frames = np.stack([f for f, _ in done])
+        marked = all(ok for _, ok in done)
+    record = {k: v for k, v in asdict(p).items() if k != "allow_network"}
+    record |= {"seed": seed, "pipeline": "text_to_video", "watermark_id": WATERMARK_ID if marked else None}
+    return Video(frames, p.fps, seed, record)
+
+
+def text_to_video_file(params: TextToVideoParams, out: str | Path, progress: Progress | None = None,
+                       cancel: Cancel | None = None) -> Path:
+    """`studio generate video --prompt TEXT`: generate and write `out` (.mp4)."""
+    v = text_to_video(params, progress, cancel)
     return write_mp4(v.frames, out, v.fps)

@@ -93,7 +93,7 @@ def test_shapes_seeds_batch_and_warm_cache():
     for im in a.images:
         assert im.shape == (32, 32, 3) and im.dtype == np.uint8
     assert a.record["seed"] == 1 and a.record["prompt"] == "a red chair" and a.record["negative_prompt"] == "blurry"
-    assert a.watermarked == [False, False] and a.record["watermark"] is None  # < 256 px: not embeddable
+    assert a.watermarked == [False, False] and a.record["watermark_id"] is None and a.record["watermark"] is True  # < 256 px: not embeddable
     b = generate_images(p, cache=CACHE)
     assert all(np.array_equal(x, y) for x, y in zip(a.images, b.images))  # same seed → identical
     assert np.abs(a.images[0].astype(int) - a.images[1]).mean() > 5  # another seed → different
@@ -229,7 +229,7 @@ def test_watermark_detected_in_generated_images_only():
 
     p = params(width=256, height=256, steps=1)
     batch = generate_images(p, cache=CACHE)
-    assert batch.watermarked == [True] and batch.record["watermark"] == gc.WATERMARK_ID
+    assert batch.watermarked == [True] and batch.record["watermark_id"] == gc.WATERMARK_ID
     assert gc.detect_watermark(batch.images[0])
     plain = text_to_image(params(width=256, height=256, steps=1, watermark=False), cache=CACHE)[0]
     assert not gc.detect_watermark(plain)

@@ -1,5 +1,7 @@
 """Image → video on a tiny random Stable-Video-Diffusion-architecture pipeline saved by the test as
-`$STUDIO_MODELS/svd` (the built-in name), written to MP4 with `av` and decoded back."""
+`$STUDIO_MODELS/svd` (the built-in name), and text → video with a tiny AnimateDiff MotionAdapter
+(`$STUDIO_MODELS/animatediff`) on a tiny SD 1.x pipeline (`$STUDIO_MODELS/sd15`); written to MP4
+with `av` and decoded back."""
 from __future__ import annotations
 
 import os
@@ -12,12 +14,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers (pytest runs with --import-mode=importlib)
-from tiny_models import save_tiny_svd, single_thread  # noqa: E402
+from tiny_models import save_tiny_motion_adapter, save_tiny_sd, save_tiny_svd, single_thread  # noqa: E402
 
-from studio.errors import CancelledError, InvalidAssetError, ModelUnavailableError  # noqa: E402
+from studio.errors import BlockedContentError, CancelledError, InvalidAssetError, ModelUnavailableError  # noqa: E402
 from studio.models import PipelineCache  # noqa: E402
-from studio.pipelines.video import (ImageToVideoParams, image_to_video, image_to_video_file,  # noqa: E402
-                                    read_video_frames, write_mp4)
+from studio.pipelines.video import (ImageToVideoParams, TextToVideoParams, image_to_video,  # noqa: E402
+                                    image_to_video_file, read_video_frames, text_to_video, text_to_video_file,
+                                    write_mp4)
 
 CACHE = PipelineCache()
 IMAGE = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
@@ -31,7 +34,10 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def svd(tmp_path_factory):
-    return save_tiny_svd(tmp_path_factory.mktemp("tiny_svd") / "svd")
+    root = tmp_path_factory.mktemp("tiny_video")
+    save_tiny_sd(root / "sd15")
+    save_tiny_motion_adapter(root / "animatediff")
+    return save_tiny_svd(root / "svd")
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +64,7 @@ def test_frames_shape_and_seeds():
     assert np.abs(c.frames.astype(int) - a.frames).mean() > 1
     d = image_to_video(params(num_frames=5, width=48, height=40), cache=CACHE)
     assert d.frames.shape == (5, 40, 48, 3)
-    assert list(CACHE.loads.values()) == [1]  # four jobs, one load
+    assert [v for k, v in CACHE.loads.items() if k[0] == "diffusers-video"] == [1]  # four jobs, one load
 
 
 def test_mp4_is_playable_with_the_asked_frame_count(tmp_path):
@@ -101,3 +107,30 @@ def test_missing_model(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDIO_MODELS", str(tmp_path / "none"))
     with pytest.raises(ModelUnavailableError, match="stabilityai/stable-video-diffusion-img2vid-xt"):
         image_to_video(params(), cache=CACHE)
+
+
+def tparams(**kw) -> TextToVideoParams:
+    return TextToVideoParams(**(dict(prompt="a red chair turning", num_frames=3, steps=2, width=32, height=32, seed=0,
+                                     guidance_scale=1.0, fps=8) | kw))
+
+
+def test_text_to_video_animatediff(tmp_path):
+    a = text_to_video(tparams(), cache=CACHE)
+    assert a.frames.shape == (3, 32, 32, 3) and a.frames.dtype == np.uint8 and a.record["motion_adapter"] == "animatediff"
+    assert np.array_equal(text_to_video(tparams(), cache=CACHE).frames, a.frames)
+    assert np.abs(text_to_video(tparams(seed=5), cache=CACHE).frames.astype(int) - a.frames).mean() > 1
+    assert np.abs(a.frames[0].astype(int) - a.frames[-1]).mean() > 0  # frames differ: it is a clip
+    assert [v for k, v in CACHE.loads.items() if k[0] == "animatediff"] == [1]
+    seen = []
+    out = text_to_video_file(tparams(num_frames=5), tmp_path / "t.mp4", progress=lambda f, m: seen.append(f))
+    assert read_video_frames(out).shape == (5, 32, 32, 3) and seen == pytest.approx([0.0, 0.5, 1.0])
+    with pytest.raises(BlockedContentError):
+        text_to_video(tparams(prompt="csam"), cache=CACHE)
+
+
+def test_text_to_video_missing_models(tmp_path, monkeypatch, svd):
+    monkeypatch.setenv("STUDIO_MODELS", str(tmp_path / "none"))
+    with pytest.raises(ModelUnavailableError, match="stable-diffusion-v1-5/stable-diffusion-v1-5"):
+        text_to_video(tparams(), cache=CACHE)
+    with pytest.raises(ModelUnavailableError, match="guoyww/animatediff-motion-adapter-v1-5-2"):
+        text_to_video(tparams(model_path=str(svd.parent / "sd15")), cache=CACHE)

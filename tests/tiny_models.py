@@ -487,3 +487,16 @@ def save_tiny_llava(folder: Path, seed: int = 0) -> Path:
         p.unlink()
     (folder / "_tok").rmdir()
     return folder
+
+
+# ---- AnimateDiff motion adapter (text → video on an SD 1.x base) -------------------------------------------
+
+
+def save_tiny_motion_adapter(folder: Path, seed: int = 11) -> Path:
+    """A MotionAdapter matching the tiny SD UNet's (32, 64) blocks (guoyww/animatediff-motion-adapter-* layout)."""
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(seed)
+    MotionAdapter(block_out_channels=(32, 64), motion_layers_per_block=2, motion_norm_num_groups=2,
+                  motion_num_attention_heads=4).save_pretrained(folder)
+    return folder
