@@ -265,6 +265,7 @@ def test_ar_hit_test_places_and_anchors(server, sample_id, browser, artefacts):
     wait_frames(page, 6)
     after = page.evaluate("window.__xr.rootPosition()")
     capture(page, artefacts / "ar_2_viewer_moved.png")
+    page.screenshot(path=str(artefacts / "ar_3_page_with_room.png"))  # @iwer/sem's room canvas behind ours
     assert np.allclose(after, placed, atol=0.01), (placed, after)
     assert errors == []
     page.close()
@@ -291,4 +292,52 @@ def test_desktop_fallback_without_xr(server, sample_id, browser, artefacts):
                            arg=sample_id, timeout=30_000)
     post_json(f"{url}/v1/scene/{sample_id}/visibility", {"visible": True})
     page.wait_for_function("id => window.__xr.assetInfo(id).shown === true", arg=sample_id, timeout=30_000)
+    page.close()
+
+
+def test_two_hand_scale_and_reset(server, sample_id, browser, artefacts):
+    """Both controllers squeeze the asset and move apart: it scales by the hands' distance ratio;
+    the A button puts it back where it was."""
+    url, _ = server
+    page, errors = open_client(browser, url, "emulate=1")
+    look(page, -0.45)
+    page.evaluate("window.__xr.enterVR()")
+    wait_frames(page, 5)
+    c = page.evaluate("window.__xr.assetWorldPosition()")
+    y = c[1] + 0.3
+
+    def hands(dx: float) -> None:
+        page.evaluate("""([x, y, z, dx]) => { const cs = window.__xrDevice.controllers;
+            cs.left.position.set(x - dx, y, z); cs.right.position.set(x + dx, y, z); }""", [c[0], y, c[2], dx])
+        wait_frames(page, 2)
+
+    hands(0.1)
+    page.evaluate("window.__xrDevice.controllers.right.updateButtonValue('squeeze', 1)")
+    wait_frames(page, 2)
+    page.evaluate("window.__xrDevice.controllers.left.updateButtonValue('squeeze', 1)")
+    page.wait_for_function("window.__xrInteraction.grabs >= 2", timeout=10_000)
+    for dx in (0.125, 0.15, 0.175, 0.2):
+        hands(dx)
+    for side in ("left", "right"):
+        page.evaluate(f"window.__xrDevice.controllers.{side}.updateButtonValue('squeeze', 0)")
+    wait_frames(page, 4)
+    capture(page, artefacts / "vr_6_scaled.png")
+    m = np.array(page.evaluate("id => window.__xr.assetInfo(id).transform", sample_id)).reshape(4, 4, order="F")
+    scale = np.linalg.norm(m[:3, :3], axis=0)
+    assert np.allclose(scale, 2.0, atol=0.05), scale
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        t = next(a for a in json.load(urllib.request.urlopen(f"{url}/v1/scene", timeout=10))["assets"] if a["id"] == sample_id)["transform"]
+        if abs(np.linalg.norm(t[:3]) - 2.0) < 0.05:
+            break
+        time.sleep(0.2)
+    assert np.linalg.norm(t[:3]) == pytest.approx(2.0, abs=0.05)
+    # A resets to the placement the asset arrived with.
+    page.evaluate("window.__xrDevice.controllers.right.updateButtonValue('a-button', 1)")
+    wait_frames(page, 3)
+    page.evaluate("window.__xrDevice.controllers.right.updateButtonValue('a-button', 0)")
+    wait_frames(page, 3)
+    m = np.array(page.evaluate("id => window.__xr.assetInfo(id).transform", sample_id)).reshape(4, 4, order="F")
+    assert np.allclose(m, np.eye(4), atol=1e-6), m
+    assert errors == [] and page.evaluate("window.__xr.errors") == []
     page.close()

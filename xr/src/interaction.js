@@ -100,17 +100,16 @@ export class Interaction {
 
   release(h, kind) {
     if (!h.grab || (kind && h.grab.kind !== kind)) return;
-    const { id, second } = h.grab;
+    const { id } = h.grab;
     h.grab = null;
-    if (!second) {
-      // the other hand (if any) becomes the primary one
-      const other = this.hands.find((o) => o.grab && o.grab.id === id);
-      if (other) {
-        const e = this.assets.assets.get(id);
-        e.holder.updateWorldMatrix(true, false);
-        other.grip.updateWorldMatrix(true, false);
-        other.grab = { id, kind: other.grab.kind, second: false, offset: new THREE.Matrix4().copy(other.grip.matrixWorld).invert().multiply(e.holder.matrixWorld) };
-      }
+    // The hand still holding the asset (if any) becomes the only, primary one; its offset is
+    // taken afresh so the scale the two hands set is kept.
+    const other = this.hands.find((o) => o.grab && o.grab.id === id);
+    const e = this.assets.assets.get(id);
+    if (other && e) {
+      e.holder.updateWorldMatrix(true, false);
+      other.grip.updateWorldMatrix(true, false);
+      other.grab = { id, kind: other.grab.kind, second: false, offset: new THREE.Matrix4().copy(other.grip.matrixWorld).invert().multiply(e.holder.matrixWorld) };
     }
     if (this.assets.assets.has(id)) this.send(id, true);
   }
