@@ -290,7 +290,8 @@ def generate_images(params: TextToImageParams, progress: Progress | None = None,
         # Zero denoising steps: the documented identity (see module docstring).
         if progress:
             progress(1.0, "strength 0: input returned unchanged")
-        return ImageBatch([init.copy() for _ in seeds], seeds, record | {"identity": True}, [False] * len(seeds))
+        return ImageBatch([init.copy() for _ in seeds], seeds, record | {"identity": True, "watermark_id": None},
+                          [False] * len(seeds))
 
     s_model = _spec_or_none(p.model) if p.model_path is None else None
     cfg = select_device(s_model.dtype if s_model else "float16", s_model.size_hint if s_model else 0)
