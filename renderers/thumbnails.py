@@ -161,8 +161,6 @@ def render_turntable(
     """Write an H.264 MP4 of one full orbit (frames evenly spaced over 360°) around the asset.
 
     progress(fraction, message) is called after every frame. Returns the path."""
-    import av
-
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
     if background is None:
@@ -171,22 +169,40 @@ def render_turntable(
     cams = orbit_cameras(asset, frames, side, elevation_deg=elevation_deg)
     environment = resolve_environment(environment)
     r = _renderer(renderer)
+
+    def rendered():
+        for i in range(frames):
+            res = r.render(asset, cams[i], environment=environment, tone_mapping=tone_mapping, background=background)
+            yield res.rgb[0]
+            if progress is not None:
+                progress((i + 1) / frames, f"turntable frame {i + 1}/{frames}")
+
+    return write_mp4(rendered(), path, fps=fps, crf=crf)
+
+
+def write_mp4(frames, path: str | Path, fps: int = 30, crf: int = 20) -> Path:
+    """Encode an iterable of (H,W,3) uint8 sRGB frames (all one even size) as H.264 yuv420p MP4
+    (libx264 through av), atomically. Returns the path."""
+    import av
+
     path = Path(path)
     with atomic_path(path) as tmp:
         container = av.open(str(tmp), mode="w", format="mp4")
         try:
-            stream = container.add_stream("libx264", rate=int(fps))
-            stream.width = side
-            stream.height = side
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(int(crf)), "preset": "veryfast"}
-            for i in range(frames):
-                res = r.render(asset, cams[i], environment=environment, tone_mapping=tone_mapping, background=background)
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(res.rgb[0]), format="rgb24")
-                for packet in stream.encode(frame):
+            stream = None
+            for img in frames:
+                img = np.ascontiguousarray(img, dtype=np.uint8)
+                if stream is None:
+                    h, w = img.shape[:2]
+                    if h % 2 or w % 2:
+                        raise ValueError(f"yuv420p needs even frame sizes, got {w}x{h}")
+                    stream = container.add_stream("libx264", rate=int(fps))
+                    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                    stream.options = {"crf": str(int(crf)), "preset": "veryfast"}
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                     container.mux(packet)
-                if progress is not None:
-                    progress((i + 1) / frames, f"turntable frame {i + 1}/{frames}")
+            if stream is None:
+                raise ValueError("no frames to encode")
             for packet in stream.encode():
                 container.mux(packet)
         finally:

@@ -545,6 +545,11 @@ def test_turntable_mp4_decodes_with_asset_centred(tmp_path):
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == 6 and frames[0].shape == (64, 64, 3)
     assert calls[-1] == 1.0 and len(calls) == 6
+    from studio.renderers.thumbnails import write_mp4
+
+    with pytest.raises(ValueError, match="even"):
+        write_mp4([np.zeros((63, 64, 3), np.uint8)], tmp_path / "odd.mp4")
+    assert not (tmp_path / "odd.mp4").exists()  # atomic: nothing half-written
     for fr in frames:
         fg = np.abs(fr.astype(int) - [46, 46, 51]).sum(-1) > 60
         yy, xx = np.nonzero(fg)
