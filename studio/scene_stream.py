@@ -8,7 +8,7 @@ Protocol (`/v1/scene/ws`, one JSON object per text message):
   ``metallic``, ``roughness``, ``emissive`` RGB linear; absent keys mean "as authored").
 - then deltas with strictly increasing `seq` (each also carries `t`, the server's send time in
   Unix milliseconds): ``asset_added`` / ``asset_replaced`` {asset}, ``asset_removed`` {id},
-  ``transform`` {id, matrix, origin}, ``material`` {id, material}, ``visibility`` {id, visible},
+  ``transform`` {id, matrix, origin}, ``material`` {id, material, reset?}, ``visibility`` {id, visible},
   ``environment`` {environment}.
 - a client whose queue overflows (it reads too slowly) has its queue dropped and gets a fresh
   snapshot instead; a client that reconnects gets a snapshot of the current state.
@@ -419,8 +419,12 @@ class SceneState:
             return self._broadcast({"type": "transform", "id": asset_id, "matrix": flat, "origin": origin})
 
     def set_material(self, asset_id: str, *, base_color: Sequence[float] | None = None, metallic: float | None = None,
-                     roughness: float | None = None, emissive: Sequence[float] | None = None) -> dict[str, Any]:
-        """Override material factors of every material of the asset (linear RGBA/RGB, factors in [0,1])."""
+                     roughness: float | None = None, emissive: Sequence[float] | None = None,
+                     reset: bool = False) -> dict[str, Any]:
+        """Override material factors of every material of the asset (linear RGBA/RGB, factors in [0,1]).
+
+        Overrides accumulate; `reset=True` drops the earlier ones first (alone: back to as authored).
+        """
         upd: dict[str, Any] = {}
         if base_color is not None:
             bc = list(base_color)
@@ -431,12 +435,17 @@ class SceneState:
             upd["roughness"] = _unit(roughness, "roughness")
         if emissive is not None:
             upd["emissive"] = _colour(emissive, 3, "emissive")
-        if not upd:
-            raise SceneError("material update names none of base_color, metallic, roughness, emissive")
+        if not upd and not reset:
+            raise SceneError("material update names none of base_color, metallic, roughness, emissive, reset")
         with self._lock:
             a = self._get(asset_id)
+            if reset:
+                a.material.clear()
             a.material.update(upd)
-            return self._broadcast({"type": "material", "id": asset_id, "material": upd})
+            msg: dict[str, Any] = {"type": "material", "id": asset_id, "material": upd}
+            if reset:
+                msg["reset"] = True
+            return self._broadcast(msg)
 
     def set_visible(self, asset_id: str, visible: bool) -> dict[str, Any]:
         with self._lock:
@@ -648,9 +657,11 @@ def mount_xr(app: Any, studio: Any, token: str | None = None, scene: SceneState 
             if what == "transform":
                 msg = state.set_transform(asset_id, d.get("matrix"))
             elif what == "material":
-                unknown = set(d) - {"base_color", "metallic", "roughness", "emissive"}
+                unknown = set(d) - {"base_color", "metallic", "roughness", "emissive", "reset"}
                 if unknown:
                     raise SceneError(f"unknown material fields {sorted(unknown)}")
+                if not isinstance(d.get("reset", False), bool):
+                    raise SceneError("reset must be true or false")
                 msg = state.set_material(asset_id, **d)
             elif what == "visibility":
                 if not isinstance(d.get("visible"), bool):

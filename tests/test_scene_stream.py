@@ -147,6 +147,13 @@ def test_reconnect_gets_current_state(client, app, tmp_path):
     (a,) = snap["assets"]
     assert a["material"] == {"roughness": 0.1, "base_color": [0.0, 0.0, 1.0, 0.5]}
     assert a["transform"][12:15] == [1.0, 2.0, 3.0]
+    # reset drops every override (back to the authored material)
+    with client.websocket_connect("/v1/scene/ws") as ws:
+        ws.receive_json()
+        state.set_material(aid, reset=True)
+        d = ws.receive_json()
+    assert d["reset"] is True and d["material"] == {} and state.assets[aid].material == {}
+    state.set_material(aid, roughness=0.1)
     # And a restarted server (new SceneState on the same folder) still has it.
     state.save()
     again = SceneState(state.root)

@@ -200,9 +200,15 @@ def test_vr_stereo_deltas_and_grab(server, sample_id, browser, artefacts):
             break
         time.sleep(0.2)
     assert tx == pytest.approx(0.3, abs=0.02)
-    assert errors == [] and page.evaluate("window.__xr.errors") == []
-    # Put the scene back for the other tests.
+    # Back to the authored material and placement: no longer red.
     post_json(f"{url}/v1/scene/{sample_id}/transform", {"matrix": np.eye(4).flatten().tolist()})
+    seq = post_json(f"{url}/v1/scene/{sample_id}/material", {"reset": True})["seq"]
+    wait_shown(page, seq)
+    back = capture(page, artefacts / "vr_4b_reset.png")
+    assert red_mask(back).sum() < 0.2 * asset.sum()
+    changed = np.abs(back.astype(int) - shown.astype(int)).sum(-1) > 40
+    assert changed.mean() < 0.01, changed.mean()  # the first picture again (bar the moved controller)
+    assert errors == [] and page.evaluate("window.__xr.errors") == []
     page.close()
 
 

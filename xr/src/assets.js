@@ -66,7 +66,7 @@ export class AssetManager {
             seen.set(m, c);
             materials.push({
               mat: c,
-              orig: { color: c.color?.clone(), opacity: c.opacity, metalness: c.metalness, roughness: c.roughness, emissive: c.emissive?.clone() },
+              orig: { color: c.color?.clone(), opacity: c.opacity, transparent: c.transparent, metalness: c.metalness, roughness: c.roughness, emissive: c.emissive?.clone() },
             });
           }
           return seen.get(m);
@@ -118,17 +118,19 @@ export class AssetManager {
     if (e) { e.holder.visible = !!visible; e.info.visible = !!visible; }
   }
 
-  /** Material overrides (linear): base_color RGBA, metallic, roughness, emissive RGB; cumulative. */
-  setMaterial(id, upd) {
+  /** Material overrides (linear): base_color RGBA, metallic, roughness, emissive RGB; cumulative unless `reset`. */
+  setMaterial(id, upd, reset = false) {
     const e = this.assets.get(id);
     if (!e) return;
+    if (reset) e.info.material = {};
     Object.assign(e.info.material, upd);
     const m = e.info.material;
     for (const { mat, orig } of e.materials) {
+      const transparent = m.base_color ? m.base_color[3] < 1 || orig.transparent : orig.transparent;
+      if (mat.transparent !== transparent) { mat.transparent = transparent; mat.needsUpdate = true; }
       if (m.base_color) {
         mat.color.setRGB(m.base_color[0], m.base_color[1], m.base_color[2], THREE.LinearSRGBColorSpace);
         mat.opacity = m.base_color[3];
-        mat.transparent = m.base_color[3] < 1 || mat.transparent;
       } else if (orig.color) { mat.color.copy(orig.color); mat.opacity = orig.opacity; }
       if ('metalness' in mat) mat.metalness = m.metallic ?? orig.metalness;
       if ('roughness' in mat) mat.roughness = m.roughness ?? orig.roughness;
@@ -136,7 +138,6 @@ export class AssetManager {
         if (m.emissive) mat.emissive.setRGB(m.emissive[0], m.emissive[1], m.emissive[2], THREE.LinearSRGBColorSpace);
         else if (orig.emissive) mat.emissive.copy(orig.emissive);
       }
-      mat.needsUpdate = false;
     }
     if (e.splat) {
       const c = m.base_color || [1, 1, 1, 1];

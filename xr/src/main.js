@@ -136,7 +136,7 @@ async function onMessage(msg) {
       case 'transform':
         if (!(msg.origin === stream.clientId && interaction.isGrabbing(msg.id))) assets.setTransform(msg.id, msg.matrix);
         break;
-      case 'material': assets.setMaterial(msg.id, msg.material); break;
+      case 'material': assets.setMaterial(msg.id, msg.material, !!msg.reset); break;
       case 'visibility': assets.setVisible(msg.id, msg.visible); break;
       case 'environment': applyEnvironment(msg.environment); break;
       case 'error': stats.errors.push(msg.detail); console.warn('scene stream:', msg.detail); return;
