@@ -185,6 +185,26 @@ def test_missing_weights_raise_with_repo_ids():
     assert "stabilityai/TripoSR" in str(e.value) and "sudo-ai/zero123plus-v1.2" in str(e.value)
     with pytest.raises(ModelUnavailableError, match="TencentARC/InstantMesh"):
         load_model("instant-mesh")
+    with pytest.raises(ModelUnavailableError, match="sudo-ai/zero123plus-v1.2"):
+        image_to_asset(img, method="fit")
+    with pytest.raises(ValueError, match="unknown method"):
+        image_to_asset(img, method="magic")
+
+
+def test_published_style_config_yaml_is_read_and_foreign_classes_refused(tmp_path):
+    import yaml
+
+    model = _tiny_triposr()
+    folder = triposr.save(model, tmp_path / "w")
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    cfg["backbone"]["in_channels"] = "${tokenizer.num_channels}"  # OmegaConf interpolation, as published
+    cfg["post_processor"]["in_channels"] = "${tokenizer.num_channels}"
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert triposr.load(folder).backbone.proj_in.in_features == cfg["tokenizer"]["num_channels"]
+    cfg["decoder_cls"] = "os.system"
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(InvalidAssetError, match="decoder_cls"):
+        triposr.load(folder)
 
 
 def test_auto_picks_fit_when_feedforward_weights_are_absent(tmp_path):
