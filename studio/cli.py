@@ -232,6 +232,140 @@ def serve(
         _fail(e)
 
 
+models_app = typer.Typer(help="List, add and remove generative models (offline-first registry).", invoke_without_command=True)
+generate_app = typer.Typer(help="Generate images and videos with registered models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(generate_app, name="generate")
+
+
+@models_app.callback()
+def models_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every registered model: present or missing, size on disk, which pipelines need it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dataclasses import asdict
+
+    from studio.models import list_models
+
+    rows = list_models()
+    if as_json:
+        print(json.dumps([asdict(r) for r in rows], indent=2, default=str))
+        return
+    t = Table(title="models ($STUDIO_MODELS)")
+    for col in ("name", "present", "size", "repo id", "used by"):
+        t.add_column(col)
+    for r in rows:
+        size = f"{r.bytes_on_disk / 1e9:.2f} GB" if r.present else "-"
+        t.add_row(r.name, "[green]yes[/]" if r.present else "[dim]no[/]", size, r.repo_id or "", ", ".join(r.pipelines))
+    console.print(t)
+
+
+@models_app.command("add")
+def models_add(name: str, path: Path, kind: str = typer.Option("auto", help="model class or 'lora'"),
+               base: Optional[str] = typer.Option(None, help="base model a LoRA belongs to")) -> None:
+    """Register a local model folder or LoRA file under NAME."""
+    from studio.models import register
+
+    try:
+        spec = register(name, path, kind=kind, base=base)
+    except StudioError as e:
+        _fail(e)
+    console.print(f"registered {spec.name} → {path}")
+
+
+@models_app.command("remove")
+def models_remove(name: str) -> None:
+    """Forget a user-registered model (files are left alone)."""
+    from studio.models import unregister
+
+    try:
+        unregister(name)
+    except StudioError as e:
+        _fail(e)
+    console.print(f"removed {name}")
+
+
+@generate_app.command("image")
+def generate_image(
+    prompt: str = typer.Argument(..., help="what to draw"),
+    out: Path = typer.Option(Path("studio-out/images"), "--out", "-o", help="output folder"),
+    model: str = typer.Option("sd15", help="registered model name (see `studio models`)"),
+    negative: str = typer.Option("", "--negative", help="negative prompt"),
+    steps: int = typer.Option(30, min=1, max=500),
+    guidance: float = typer.Option(7.5, help="classifier-free guidance scale"),
+    seed: Optional[int] = typer.Option(None, help="random seed (default: random, reported)"),
+    width: int = typer.Option(512, min=64, max=4096),
+    height: int = typer.Option(512, min=64, max=4096),
+    scheduler: Optional[str] = typer.Option(None, help="ddim, euler, euler_a, dpmpp_2m, dpmpp_2m_karras, unipc, lcm"),
+    lora: list[str] = typer.Option([], help="NAME[:SCALE], repeatable"),
+    init_image: Optional[Path] = typer.Option(None, "--init-image", help="img2img input"),
+    strength: float = typer.Option(0.8, min=0.0, max=1.0, help="img2img/inpaint strength"),
+    mask: Optional[Path] = typer.Option(None, help="inpainting mask (white = repaint)"),
+    num_images: int = typer.Option(1, "--num-images", min=1, max=64),
+    allow_network: bool = typer.Option(False, "--allow-network", help="download a missing model from the Hugging Face Hub"),
+) -> None:
+    """Text → image (SD 1.x/SDXL/SD3/FLUX through diffusers), img2img and inpainting."""
+    from studio.pipelines.text_to_image import LoraRef, TextToImageParams, generate_image_files
+
+    loras = [LoraRef(x.split(":")[0], float(x.split(":")[1]) if ":" in x else 1.0) for x in lora]
+    params = TextToImageParams(prompt=prompt, model=model, negative_prompt=negative, guidance_scale=guidance, steps=steps,
+                               seed=seed, width=width, height=height, scheduler=scheduler, loras=loras,
+                               init_image=str(init_image) if init_image else None, strength=strength,
+                               mask=str(mask) if mask else None, num_images=num_images, allow_network=allow_network)
+    try:
+        paths = generate_image_files(params, out, progress=_progress_printer())
+    except StudioError as e:
+        _fail(e)
+    for p in paths:
+        console.print(f"wrote {p}")
+
+
+@generate_app.command("video")
+def generate_video(
+    out: Path = typer.Option(Path("studio-out/video.mp4"), "--out", "-o"),
+    image: Optional[Path] = typer.Option(None, help="image → video (Stable Video Diffusion)"),
+    prompt: Optional[str] = typer.Option(None, help="text → video (AnimateDiff)"),
+    seed: Optional[int] = typer.Option(None),
+) -> None:
+    """Image → video or text → video, written as H.264 MP4."""
+    from studio.pipelines import video as v
+
+    if (image is None) == (prompt is None):
+        err_console.print("[red]error:[/] give exactly one of --image or --prompt")
+        raise typer.Exit(2)
+    try:
+        if image is not None:
+            path = v.image_to_video_file(v.ImageToVideoParams(image=str(image), seed=seed), out, progress=_progress_printer())
+        else:
+            path = v.text_to_video_file(v.TextToVideoParams(prompt=prompt, seed=seed), out, progress=_progress_printer())
+    except StudioError as e:
+        _fail(e)
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def caption(
+    file: Path = typer.Argument(..., help="an image, or any asset (rendered from 4 views, then captioned)"),
+    model: str = typer.Option("blip-base", help="captioning model (blip-base, llava-1.5-7b, ...)"),
+    question: Optional[str] = typer.Option(None, help="ask a question instead (e.g. 'what material is this?')"),
+    out: Optional[Path] = typer.Option(None, "--out", help="for assets: write a copy with the caption in its metadata"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Caption or tag an image or a 3D asset; captions go into the asset's metadata."""
+    from studio.pipelines.caption import caption_path
+
+    try:
+        r = caption_path(file, model=model, question=question, out=out)
+    except StudioError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps({"caption": r.caption, "tags": r.tags, "captions": r.captions}))
+    else:
+        console.print(r.caption, highlight=False)
+        if r.tags:
+            console.print(f"tags: {', '.join(r.tags)}", highlight=False)
+
+
 xr_app = typer.Typer(help="Headset preview: push to the live scene, native OpenXR viewer.", no_args_is_help=True)
 app.add_typer(xr_app, name="xr")
 

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from .api import Studio
-from .errors import InsecureBindError, InvalidAssetError, StudioError, UnsafePathError
+from .errors import InsecureBindError, InvalidAssetError, ModelUnavailableError, StudioError, UnsafePathError
 from .jobs import Job
 from .paths import safe_child
 from .pipeline import ParamsError, params_schema
@@ -98,6 +98,8 @@ def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120,
 
         if isinstance(exc, UploadTooLargeError):
             code = 413
+        elif isinstance(exc, ModelUnavailableError):
+            code = 503
         elif isinstance(exc, (ParamsError, UnknownPipelineError, UnsafePathError, InvalidAssetError)):
             code = 400
         else:
@@ -172,6 +174,31 @@ def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120,
         folder = store_uploads(data, studio.home / "uploads", limits, images_only=True)
         job = studio.runner.submit("capture_to_asset", {"photos": str(folder)}, idempotency_key=idempotency_key)
         return view(job, request)
+
+    @app.get("/v1/models", dependencies=[Depends(auth)])
+    def models() -> list[dict]:
+        """Every registered model: present or missing, size on disk, which pipelines need it."""
+        from dataclasses import asdict
+
+        from .models import list_models
+
+        return [asdict(m) | {"path": str(m.path) if m.path else None} for m in list_models()]
+
+    @app.post("/v1/caption", dependencies=[Depends(auth)])
+    async def caption(file: UploadFile = File(...), model: str = "blip-base", question: str | None = None) -> dict:
+        """Caption an uploaded image (runs in a worker thread; the model stays warm between calls)."""
+        import asyncio
+
+        from .uploads import UploadLimits, store_uploads
+
+        limits = upload_limits or UploadLimits()
+        blob = await file.read(limits.max_file_bytes + 1)
+        folder = store_uploads([(file.filename or "image.png", blob)], studio.home / "uploads", limits, images_only=True)
+        path = next(folder.iterdir())
+        from studio.pipelines.caption import caption_path
+
+        r = await asyncio.to_thread(caption_path, path, model, question)
+        return {"caption": r.caption, "tags": r.tags}
 
     @app.get("/metrics")
     def metrics() -> Response:

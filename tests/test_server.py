@@ -138,3 +138,15 @@ def test_photo_upload_is_sanitised_limited_and_queued(tmp_path):
         assert len(list((tmp_path / "uploads").iterdir())) == 1, "refused uploads leave nothing behind"
     finally:
         st.runner.shutdown()
+
+
+def test_models_listed_and_missing_caption_model_is_503_with_instructions(studio, monkeypatch, tmp_path):
+    monkeypatch.setenv("STUDIO_MODELS", str(tmp_path / "no_models"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    c = TestClient(create_app(studio))
+    models = {m["name"]: m for m in c.get("/v1/models").json()}
+    assert models["blip-base"]["present"] is False and models["blip-base"]["repo_id"].startswith("Salesforce/")
+    r = c.post("/v1/caption", files={"file": ("x.png", _png(16, 16), "image/png")})
+    assert r.status_code == 503 and r.json()["error"] == "ModelUnavailableError"
+    assert "Salesforce/blip-image-captioning-base" in r.json()["detail"]
