@@ -92,3 +92,16 @@ def test_view_without_display_says_what_to_do(testdata, monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     r = runner.invoke(app, ["view", str(testdata / "gltf/Box/Box.glb")])
     assert r.exit_code == 7 and "--out" in r.output and "--turntable" in r.output
+
+
+def test_models_listing_and_missing_model_exit_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = runner.invoke(app, ["models", "--json"])
+    assert r.exit_code == 0
+    names = {m["name"]: m for m in json.loads(r.stdout)}
+    assert {"sd15", "blip-base", "tripo-sr"} <= set(names) and not names["sd15"]["present"]
+    r = runner.invoke(app, ["generate", "image", "a chair", "--steps", "2", "-o", str(tmp_path / "img")])
+    assert r.exit_code == 6 and "stable-diffusion-v1-5/stable-diffusion-v1-5" in r.output
+    assert not (tmp_path / "img").exists() or not any((tmp_path / "img").iterdir()), "no placeholder image"
