@@ -1,19 +1,20 @@
 """CPU path of the differentiable Gaussian-splat renderer (gsplat 1.5.3 semantics).
 
 gsplat's CUDA kernels do not load on CPU, so this module re-implements
-`gsplat.rasterization` for CPU tensors:
+`gsplat.rasterization` for CPU tensors. Every stage exists twice: a small C++ kernel with a
+hand-written backward (compiled once with g++ into $STUDIO_HOME/cache/ext or
+~/.cache/studio/ext, ~5 s CPU; called through ctypes; float32 and float64; plain threads),
+and a vectorised-torch version used when no compiler works (STUDIO_SPLAT_BACKEND=torch
+forces it). The tests hold the two equal and both to gsplat's references.
 
 - projection: EWA splatting exactly as gsplat's fused CUDA kernel (clamped Jacobian,
-  ``eps2d`` blur, antialiased compensation, opacity-aware radii, near/far and image culling),
-  vectorised torch, differentiated by autograd;
-- SH colours: gsplat's own ``_spherical_harmonics`` torch reference;
-- tile binning: vectorised torch, same int64 keys (image | tile | float32 depth bits) and
-  stable sort as gsplat, so the front-to-back order per tile is gsplat's;
-- compositing and its backward: a small C++ kernel on plain threads (compiled once with g++, cached,
-  called through ctypes; float32 and float64), or a vectorised-torch fallback when no
-  compiler is available. Constants match gsplat: alpha = min(0.999, o·exp(-σ)), skipped
-  when σ < 0 or alpha < 1/255, a pixel stops before the Gaussian that would bring its
-  transmittance to ≤ 1e-4.
+  ``eps2d`` blur, antialiased compensation, opacity-aware radii, near/far and image culling);
+- SH colours: gsplat's basis and sign conventions, max(0, SH + 0.5), degree ≤ 4;
+- tile binning: gsplat's int64 keys (image | tile | float32 depth bits) in its stable
+  order, so the front-to-back order per tile is gsplat's;
+- compositing and its backward, per 16×16 tile and 4×4 pixel block. Constants match gsplat:
+  alpha = min(0.999, o·exp(-σ)), skipped when σ < 0 or alpha < 1/255, a pixel stops before
+  the Gaussian that would bring its transmittance to ≤ 1e-4.
 
 Conventions: OpenCV cameras (x right, y down, z forward), ``viewmats`` world→camera 4×4,
 pixel centres at (i + 0.5, j + 0.5). Shapes are gsplat's (see ``rasterization``).
@@ -178,7 +179,7 @@ class _ProjectCpp(torch.autograd.Function):
         comp = torch.empty((B, C, N), dtype=dt)
         lib = kernel_library()
         fn = lib.proj_fwd_f64 if dt == torch.float64 else lib.proj_fwd_f32
-        nt = 1 if B * N * C < 20_000 else torch.get_num_threads()
+        nt = 1 if B * N * C < 20_000 else _threads()
         fn(B, C, N, _ptr(m), _ptr(q), _ptr(sc), _ptr(op), _ptr(vm), _ptr(K), width, height,
            eps2d, near_plane, far_plane, radius_clip, int(calc_comp), _ptr(radii),
            _ptr(means2d), _ptr(depths), _ptr(conics), _ptr(comp), nt)
@@ -204,7 +205,7 @@ class _ProjectCpp(torch.autograd.Function):
         v_scales = torch.empty_like(sc)
         lib = kernel_library()
         fn = lib.proj_bwd_f64 if dt == torch.float64 else lib.proj_bwd_f32
-        nt = 1 if B * N * C < 20_000 else torch.get_num_threads()
+        nt = 1 if B * N * C < 20_000 else _threads()
         fn(B, C, N, _ptr(m), _ptr(q), _ptr(sc), _ptr(vm), _ptr(K), width, height, eps2d,
            _ptr(radii), _ptr(v_m2), _ptr(v_d), _ptr(v_c), _ptr(v_cp), _ptr(v_means),
            _ptr(v_quats), _ptr(v_scales), nt)
@@ -257,7 +258,7 @@ class _SHCpp(torch.autograd.Function):
         colors = torch.empty((B, C, N, 3), dtype=dt)
         lib = kernel_library()
         fn = lib.sh_fwd_f64 if dt == torch.float64 else lib.sh_fwd_f32
-        nt = 1 if B * C * N < 20_000 else torch.get_num_threads()
+        nt = 1 if B * C * N < 20_000 else _threads()
         fn(B, C, N, K, degree, int(per_cam), _ptr(m), _ptr(cp), _ptr(co), _ptr(r), _ptr(colors), nt)
         ctx.save_for_backward(m, cp, co, r, colors)
         ctx.degree = degree
@@ -275,7 +276,7 @@ class _SHCpp(torch.autograd.Function):
         v_m = torch.empty_like(m)
         lib = kernel_library()
         fn = lib.sh_bwd_f64 if dt == torch.float64 else lib.sh_bwd_f32
-        nt = 1 if B * C * N < 20_000 else torch.get_num_threads()
+        nt = 1 if B * C * N < 20_000 else _threads()
         v_c = v_colors.to(dt).contiguous()  # keep a reference: the kernel reads its memory
         fn(B, C, N, K, ctx.degree, int(per_cam), _ptr(m), _ptr(cp), _ptr(co), _ptr(r),
            _ptr(colors), _ptr(v_c), _ptr(v_co), _ptr(v_m), nt)
@@ -1216,9 +1217,21 @@ def backend() -> str:
 _MAX_CHANNELS = 64  # MAXD in the kernel
 
 
+def _threads() -> int:
+    """Worker threads for a large kernel call: STUDIO_SPLAT_THREADS if set, else torch's count.
+
+    (Measured under load average 12 on 2 CPUs: 2 threads still beat 1 for these kernels,
+    which block on join instead of spinning.)
+    """
+    env = os.environ.get("STUDIO_SPLAT_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return torch.get_num_threads()
+
+
 def _n_threads(n_isects: int, tile_size: int) -> int:
     # a thread team costs more than it saves on tiny work, and much more on a busy machine
-    return 1 if n_isects * tile_size * tile_size < 1 << 20 else torch.get_num_threads()
+    return 1 if n_isects * tile_size * tile_size < 1 << 20 else _threads()
 
 
 def _ptr(t: Optional[Tensor]) -> Optional[int]:

@@ -71,9 +71,9 @@ def rasterization(
         raise NotImplementedError(f"CPU splat rasterization supports pinhole cameras, not {camera_model!r}")
     if distributed or sparse_grad:
         raise NotImplementedError("distributed and sparse_grad rasterization need CUDA (gsplat)")
-    used = {k for k, v in kwargs.items() if v not in (None, False)}
-    used.discard("segmented")
-    used.discard("rolling_shutter") if str(kwargs.get("rolling_shutter", "")).endswith("GLOBAL") else None
+    used = {k for k, v in kwargs.items() if v is not None and v is not False and k != "segmented"}
+    if str(kwargs.get("rolling_shutter", "")).endswith("GLOBAL"):  # the default shutter
+        used.discard("rolling_shutter")
     if used:
         raise NotImplementedError(f"CPU splat rasterization does not support {sorted(used)}")
     return splat_cpu.rasterization_cpu(
