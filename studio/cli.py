@@ -197,15 +197,18 @@ def view(
         from studio.assets.io import load
         from studio.renderers import thumbnails
 
+        from studio.renderers.environment import resolve_environment
+
         asset = load(file)
+        env = resolve_environment(environment)
         if out is not None:
-            thumbnails.thumbnail(asset, out, size=size)
+            thumbnails.thumbnail(asset, out, size=size, environment=env)
             console.print(f"wrote {out}")
         if sheet is not None:
-            thumbnails.contact_sheet(asset, sheet, size=max(64, size // 2))
+            thumbnails.contact_sheet(asset, sheet, size=max(64, size // 2), environment=env)
             console.print(f"wrote {sheet}")
         if turntable is not None:
-            thumbnails.render_turntable(asset, turntable, frames=frames, size=size, progress=_progress_printer())
+            thumbnails.render_turntable(asset, turntable, frames=frames, size=size, progress=_progress_printer(), environment=env)
             console.print(f"wrote {turntable}")
     except StudioError as e:
         _fail(e)
