@@ -35,6 +35,12 @@ def _job_rows(studio: Studio) -> list[list[Any]]:
     return [[j.id, j.pipeline, j.state, j.stage, round(j.progress * 100), (j.error or j.message)[:80]] for j in studio.store.list(limit=50)]
 
 
+def _figures(studio: Studio) -> dict:
+    from .monitoring import snapshot
+
+    return snapshot(studio)
+
+
 def _preview_file(results: dict[str, str]) -> str | None:
     for key in ("glb", "asset", "mesh"):
         if key in results and Path(results[key]).suffix.lower() in MESH_EXTS:
@@ -115,7 +121,10 @@ def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.B
             with gr.Row():
                 refresh = gr.Button("Refresh")
                 cancel = gr.Button("Cancel job", variant="stop")
+            figures = gr.JSON(label="monitoring (same figures as /metrics)")
             refresh.click(lambda: _job_rows(studio), outputs=table)
+            refresh.click(lambda: _figures(studio), outputs=figures)
+            demo.load(lambda: _figures(studio), outputs=figures)
             cancel.click(lambda jid: (studio.runner.cancel(jid.strip()), _job_rows(studio))[1], inputs=job_id, outputs=table)
             demo.load(lambda: _job_rows(studio), outputs=table)
 
