@@ -416,3 +416,38 @@ def test_prepare_image_keys_the_border_colour_and_recentres():
     assert alpha.source == "alpha"
     with pytest.raises(InvalidAssetError):
         prepare_image(np.zeros((20, 20, 4), np.uint8))
+
+
+class _AnalyticTSR(torch.nn.Module):
+    """TripoSR with its field replaced at the function boundary by an ellipsoid in TripoSR's frame:
+    semi-axes 0.6 along +X (towards the input camera), 0.3 along +Y (image right), 0.45 along +Z
+    (up); density crosses 25 on the surface; colour red in front (x > 0), blue behind."""
+
+    radius = 0.87
+
+    def __init__(self):
+        super().__init__()
+        self.decoder = torch.nn.Linear(1, 1)
+
+    def forward(self, images):
+        return torch.zeros(images.shape[0], 3, 1, 2, 2)
+
+    def query(self, code, x):
+        q = (x[:, 0] / 0.6) ** 2 + (x[:, 1] / 0.3) ** 2 + (x[:, 2] / 0.45) ** 2
+        front = (x[:, 0] > 0).float()[:, None]
+        col = front * torch.tensor([1.0, 0, 0]) + (1 - front) * torch.tensor([0, 0, 1.0])
+        return {"density_act": (25 + 50 * (1 - q))[:, None], "color": col}
+
+
+def test_triposr_frame_maps_to_studio_axes_and_metres():
+    params = FeedForwardParams(resolution=64, texture=False, target_faces=4000, size_m=2.0, device="cpu")
+    asset = single_image_to_asset(np.full((8, 8, 3), 0.5, np.float32), _AnalyticTSR(), params)
+    lo, hi = asset.bounds()
+    ext = hi - lo
+    # studio X = TripoSR y (0.6), Y = z (0.9, up), Z = x (1.2, towards the viewer); largest → 2 m
+    assert ext == pytest.approx([1.0, 1.5, 2.0], abs=0.04)
+    mesh = asset.meshes[0]
+    v = mesh.world_vertices()
+    front, back = v[:, 2] > 0.2, v[:, 2] < -0.2
+    assert np.all(mesh.colors[front, 0] > 0.99) and np.all(mesh.colors[front, 2] < 0.01)  # red faces +Z
+    assert np.all(mesh.colors[back, 2] > 0.99)
