@@ -73,7 +73,10 @@ def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.B
                 inputs = [_component(n, schema["properties"][n]) for n in names]
                 run_btn = gr.Button(f"Run {pipe.name}", variant="primary", elem_id=f"run-{pipe.name}")
                 status = gr.Textbox(label="status", interactive=False, elem_id=f"status-{pipe.name}")
-                preview = gr.Model3D(label="3D preview", elem_id=f"preview-{pipe.name}")
+                with gr.Row():
+                    preview = gr.Model3D(label="3D preview", elem_id=f"preview-{pipe.name}")
+                    thumb = gr.Image(label="thumbnail", elem_id=f"thumb-{pipe.name}", height=320)
+                    turntable = gr.Video(label="turntable", elem_id=f"turntable-{pipe.name}", height=320)
                 files = gr.File(label="results", file_count="multiple", elem_id=f"files-{pipe.name}")
 
                 def run(*values, _pipe=pipe, _names=names, progress=gr.Progress()):
@@ -81,7 +84,7 @@ def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.B
                     try:
                         job = studio.runner.submit(_pipe.name, params)
                     except Exception as e:  # params errors name the field
-                        yield f"error: {e}", None, None
+                        yield f"error: {e}", None, None, None, None
                         return
                     if not studio.runner._threads:  # no worker pool: run in this request's thread
                         import threading
@@ -92,14 +95,16 @@ def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.B
                         progress(j.progress, desc=j.message or j.stage)
                         if j.state in ("succeeded", "failed", "cancelled"):
                             break
-                        yield f"{j.state}: {j.stage} {j.progress:.0%} {j.message}", None, None
+                        yield f"{j.state}: {j.stage} {j.progress:.0%} {j.message}", None, None, None, None
                         time.sleep(0.3)
                     if j.state != "succeeded":
-                        yield f"{j.state}: {j.error or j.message}", None, None
+                        yield f"{j.state}: {j.error or j.message}", None, None, None, None
                         return
-                    yield f"succeeded: job {j.id}", _preview_file(j.results), list(j.results.values())
+                    r = j.results
+                    yield (f"succeeded: job {j.id}", _preview_file(r), r.get("thumbnail"), r.get("turntable"),
+                           list(r.values()))
 
-                run_btn.click(run, inputs=inputs, outputs=[status, preview, files])
+                run_btn.click(run, inputs=inputs, outputs=[status, preview, thumb, turntable, files])
 
         with gr.Tab("Asset library"):
             lib = gr.Dataframe(headers=["job", "pipeline", "file"], interactive=False)

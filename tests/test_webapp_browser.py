@@ -70,6 +70,7 @@ def test_demo_route_in_browser(server, tmp_path):
         # Small textures keep the CPU job short.
         page.get_by_label("texture_size — procedural texture size in pixels").fill("64")
         page.get_by_label("splats — Gaussian splats sampled on the surface").fill("500")
+        page.get_by_label("turntable_frames — frames of the turntable video").fill("8")
         page.locator("#run-demo").click()
         status = page.locator("#status-demo textarea")
         seen = set()
@@ -86,6 +87,9 @@ def test_demo_route_in_browser(server, tmp_path):
         preview.wait_for(state="attached", timeout=60_000)
         assert preview.get_attribute("href").endswith("/sample.glb")
         assert {"running", "queued"} & seen, f"no progress was shown: {seen}"
+        # The thumbnail and the turntable sit beside the preview.
+        page.locator("#thumb-demo img").first.wait_for(timeout=30_000)
+        page.locator("#turntable-demo video").first.wait_for(state="attached", timeout=30_000)
         page.screenshot(path=str(artefacts / "webapp_demo.png"), full_page=True)
         link = page.locator('#files-demo a[download="sample.glb"]').first
         with page.expect_download() as dl:
