@@ -347,3 +347,30 @@ def test_two_hand_scale_and_reset(server, sample_id, browser, artefacts):
     assert np.allclose(m, np.eye(4), atol=1e-6), m
     assert errors == [] and page.evaluate("window.__xr.errors") == []
     page.close()
+
+
+def test_thumbstick_glide_and_snap_turn(server, sample_id, browser):
+    """Left stick glides toward where the head looks; right stick snap-turns 30 degrees about the head."""
+    url, _ = server
+    page, errors = open_client(browser, url, "emulate=1")
+    page.evaluate("window.__xr.enterVR()")
+    wait_frames(page, 5)
+    p0 = np.array(page.evaluate("window.__xr.assetWorldPosition()"))
+    page.evaluate("window.__xrDevice.controllers.left.updateAxes('thumbstick', 0, -1)")
+    wait_frames(page, 8)
+    page.evaluate("window.__xrDevice.controllers.left.updateAxes('thumbstick', 0, 0)")
+    wait_frames(page, 2)
+    p1 = np.array(page.evaluate("window.__xr.assetWorldPosition()"))
+    assert p1[2] - p0[2] > 0.05 and abs(p1[0] - p0[0]) < 1e-6 and abs(p1[1] - p0[1]) < 1e-6, (p0, p1)
+    page.evaluate("window.__xrDevice.controllers.right.updateAxes('thumbstick', 1, 0)")
+    wait_frames(page, 4)
+    page.evaluate("window.__xrDevice.controllers.right.updateAxes('thumbstick', 0, 0)")
+    wait_frames(page, 2)
+    p2 = np.array(page.evaluate("window.__xr.assetWorldPosition()"))
+    head = np.array([0.0, 0.0])  # iwer's headset stands at x = z = 0
+    v1, v2 = p1[[0, 2]] - head, p2[[0, 2]] - head
+    angle = math.degrees(math.atan2(v1[0] * v2[1] - v1[1] * v2[0], v1 @ v2))
+    assert abs(np.linalg.norm(v2) - np.linalg.norm(v1)) < 1e-4 and p2[0] < 0
+    assert abs(abs(angle) - 30.0) < 0.5, angle  # exactly one snap
+    assert errors == []
+    page.close()

@@ -7,10 +7,9 @@ import * as THREE from 'three';
 
 const _m = new THREE.Matrix4();
 const _inv = new THREE.Matrix4();
-const _p = new THREE.Vector3();
-const _q = new THREE.Quaternion();
 const _s = new THREE.Vector3();
 const SEND_INTERVAL_MS = 33;
+const UP = new THREE.Vector3(0, 1, 0);
 
 export class Interaction {
   constructor(renderer, root, assets, stream, { onSelectEmpty = null } = {}) {
@@ -23,6 +22,7 @@ export class Interaction {
     this.lastSend = new Map();
     this.prevButtons = [[], []];
     this.grabs = 0; // number of grabs started (for tests)
+    this.locomotion = true; // thumbstick move/turn (off in AR: the room is real)
   }
 
   makeController(i) {
@@ -169,14 +169,29 @@ export class Interaction {
       const prev = this.prevButtons[h.i];
       if ((pressed[4] && !prev[4]) || (pressed[5] && !prev[5])) this.reset();
       this.prevButtons[h.i] = pressed;
-      if (h.grab || gp.axes.length < 4) continue;
+      if (h.grab || gp.axes.length < 4 || !this.locomotion) continue;
       const [x, y] = [gp.axes[2], gp.axes[3]];
+      const cam = this.renderer.xr.getCamera();
+      // the head: between the eyes (three's XR camera itself sits behind them to span both frusta)
+      const eyes = cam.cameras && cam.cameras.length ? cam.cameras : [cam];
+      const head = new THREE.Vector3();
+      for (const e of eyes) head.add(new THREE.Vector3().setFromMatrixPosition(e.matrixWorld));
+      head.divideScalar(eyes.length);
       if (h.source.handedness === 'left' && Math.hypot(x, y) > 0.2) {
-        this.root.position.x -= x * dt * 1.5;
-        this.root.position.z -= y * dt * 1.5;
+        // glide where the head looks (horizontal): the world moves the other way
+        const fwd = new THREE.Vector3(0, 0, -1).transformDirection(cam.matrixWorld).setY(0);
+        if (fwd.lengthSq() < 1e-6) fwd.set(0, 0, -1);
+        fwd.normalize();
+        const right = new THREE.Vector3(-fwd.z, 0, fwd.x);
+        const move = right.multiplyScalar(x).addScaledVector(fwd, -y).multiplyScalar(dt * 1.5);
+        this.root.position.sub(move);
       } else if (h.source.handedness === 'right') {
         if (Math.abs(x) > 0.7 && !h.turned) {
-          this.root.rotateY(-Math.sign(x) * Math.PI / 6);
+          // snap-turn the user by 30 degrees: the world turns the other way around the head
+          const a = Math.sign(x) * Math.PI / 6;
+          const pivot = head.setY(0);
+          this.root.position.sub(pivot).applyAxisAngle(UP, a).add(pivot);
+          this.root.quaternion.premultiply(new THREE.Quaternion().setFromAxisAngle(UP, a));
           h.turned = true;
         } else if (Math.abs(x) < 0.3) h.turned = false;
       }

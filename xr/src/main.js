@@ -170,6 +170,7 @@ async function enter(mode) {
     : { optionalFeatures: ['local-floor', 'bounded-floor', 'hand-tracking'] };
   const session = await navigator.xr.requestSession(mode, init);
   stats.session = mode;
+  interaction.locomotion = mode !== 'immersive-ar';
   if (mode === 'immersive-ar') {
     scene.background = null;
     await renderer.xr.setSession(session);
