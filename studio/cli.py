@@ -346,6 +346,31 @@ def generate_video(
     console.print(f"wrote {path}")
 
 
+@generate_app.command("3d")
+def generate_3d(
+    image: Path = typer.Argument(..., help="a photo or render of one object (alpha channel used as the mask)"),
+    out: Path = typer.Option(Path("studio-out/asset.glb"), "--out", "-o", help="GLB/USDZ/... by extension"),
+    method: str = typer.Option("auto", help="auto | feedforward (TripoSR) | fit (multiview + splat fit)"),
+    model_path: Optional[Path] = typer.Option(None, "--model-path", help="explicit TripoSR folder (config.yaml + model.ckpt)"),
+    allow_network: bool = typer.Option(False, "--allow-network", help="download missing models from the Hub"),
+) -> None:
+    """Image → 3D asset: a feed-forward model when its weights are present, else multiview + fit."""
+    from studio.assets.io import save
+    from studio.assets.validate import VALIDATORS
+    from studio.pipelines.image_to_asset import image_to_asset
+
+    try:
+        asset = image_to_asset(str(image), method=method, local_path=model_path, allow_network=allow_network,
+                               progress=_progress_printer())
+        save(asset, out, validate=out.suffix.lower() in VALIDATORS)
+    except ValueError as e:
+        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2)
+    except StudioError as e:
+        _fail(e)
+    console.print(f"wrote {out} (method {asset.metadata.method}, model {asset.metadata.model})", highlight=False)
+
+
 @app.command()
 def caption(
     file: Path = typer.Argument(..., help="an image, or any asset (rendered from 4 views, then captioned)"),
