@@ -232,9 +232,10 @@ def test_new_splat_asset_appears(server, sample_id, browser, artefacts, tmp_path
     colour = np.array([0.1, 0.9, 0.1])
     splats = GaussianSplats(means=means, quats=np.tile([1.0, 0, 0, 0], (n, 1)), log_scales=np.full((n, 3), np.log(0.015)),
                             opacity_logits=np.full(n, 2.2), sh=((colour - 0.5) / 0.28209479)[None, None, :].repeat(n, 0))
-    ply = tmp_path / "cloud.ply"
-    save(Asset(splats=splats), ply)
-    sid = push(ply, server=url)
+    # .splat (antimatter) has no header to sniff: the client must go by the file name
+    cloud = tmp_path / "cloud.splat"
+    save(Asset(splats=splats), cloud)
+    sid = push(cloud, server=url)
     page.wait_for_function("id => window.__xr.assetIds().includes(id)", arg=sid, timeout=60_000)
     wait_frames(page, 4)
     img = capture(page, artefacts / "vr_5_splats.png")

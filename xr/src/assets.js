@@ -50,7 +50,10 @@ export class AssetManager {
     let materials = [];
     let splat = null;
     if (info.kind === 'splats') {
-      splat = new SplatMesh({ url: this.url(info) });
+      // the file type from the name (the URL has ?rev=…&token=…): .splat has no magic to sniff
+      const ext = info.url.split('?')[0].split('.').pop().toLowerCase();
+      const fileType = ['ply', 'spz', 'splat', 'ksplat'].includes(ext) ? ext : undefined;
+      splat = new SplatMesh({ url: this.url(info), fileType });
       await splat.initialized;
       content = splat;
     } else {
