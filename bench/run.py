@@ -22,7 +22,7 @@ BENCHES = {
     "splats": ("bench_splats.py", {"n": 20_000, "reps": 3}),
     "render": ("bench_render.py", {}),
     "threejs_fps": ("bench_threejs_fps.py", {}),
-    "xr_latency": ("bench_xr_latency.py", {}),
+    "xr_latency": ("bench_xr_latency.py", {"updates": 10, "triangles": 20_000, "splats": 20_000}),
     "fit": ("bench_fit.py", {}),
     "load": ("bench_load.py", {"clients": 50, "duration_s": 20}),
     "feedforward": ("bench_feedforward.py", {}),

@@ -398,6 +398,23 @@ xr_app = typer.Typer(help="Headset preview: push to the live scene, native OpenX
 app.add_typer(xr_app, name="xr")
 
 
+@xr_app.command("push")
+def xr_push(
+    file: Path = typer.Argument(..., help="GLB/glTF/USD/OBJ (sent as GLB) or splats (.ply/.splat/.spz)"),
+    server: Optional[str] = typer.Option(None, "--server", help="studio URL (default $STUDIO_URL or http://127.0.0.1:7860)"),
+    token: Optional[str] = typer.Option(None, envvar="STUDIO_TOKEN", help="API token of that studio"),
+    replace: Optional[str] = typer.Option(None, help="scene asset id to replace"),
+) -> None:
+    """Send an asset to the live scene: every connected headset (WebXR /xr/, OpenXR) shows it."""
+    from studio.xr_push import push
+
+    try:
+        asset_id = push(file, server=server, token=token, replace=replace)
+    except StudioError as e:
+        _fail(e)
+    console.print(f"pushed {file.name} as scene asset {asset_id}", highlight=False)
+
+
 @xr_app.command("openxr")
 def xr_openxr(
     file: Optional[Path] = typer.Argument(None, help="asset to show; omit to follow the studio's live scene"),
