@@ -114,3 +114,10 @@ class InsecureBindError(StudioError):
     """The server was asked to listen beyond loopback without an API token."""
 
     exit_code = 2
+
+
+class CaptureError(StudioError):
+    """Photos or a capture cannot become posed views (too few images, mixed image sizes, SfM that
+    registers fewer than 2 images). The message says what was found and what to do."""
+
+    exit_code = 11

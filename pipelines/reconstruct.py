@@ -1,0 +1,150 @@
+"""Posed views → Gaussian splats → mesh → UV → baked PBR textures: the 3D core's stages.
+
+Each stage is a plain function on asset types with a progress callback and a cancel check;
+`views_to_asset` chains them for Python callers, and the `demo` / `views_to_asset` pipelines
+wrap them as cached stages.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from studio.assets import Asset, AssetMetadata, Cameras, GaussianSplats, Mesh, Views
+from studio.assets.colour import linear_to_srgb, srgb_to_linear
+from studio.assets.tangents import compute_tangents
+
+from .splat_fit import FitParams, fit_splats, render_splats
+
+Progress = Callable[[float, str], None] | None
+Cancel = Callable[[], bool] | None
+
+
+@dataclass(frozen=True)
+class MeshingParams:
+    """extra_views: additional depth views (two rings) rendered from the splats for fusion;
+    voxels_per_diagonal: TSDF resolution; target_faces: decimation target; texture_size: atlas
+    side in texels; roughness/metallic: material constants (no material estimation here)."""
+
+    extra_views: int = 16
+    voxels_per_diagonal: int = 160
+    target_faces: int = 12_000
+    texture_size: int = 1024
+    roughness: float = 0.8
+    metallic: float = 0.0
+    ao_rays: int = 16
+    min_alpha: float = 0.5  # fuse only depth pixels whose splat alpha exceeds this
+    trunc_voxels: float = 4.0
+    max_depth_jump: float | None = 0.05
+
+
+def depth_init_points(views: Views, depths: np.ndarray, per_view: int = 1500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Back-project a random subset of valid depth pixels of every view → (P,3) world points and
+    (P,3) sRGB colours: the 'SfM points' of rendered captures."""
+    from .mesh_extract import backproject  # noqa: F401  (same convention: OpenCV z, pixel centres +0.5)
+
+    rng = np.random.default_rng(seed)
+    pts, cols = [], []
+    cams = views.cameras
+    for i in range(len(views)):
+        v, u = np.nonzero(depths[i] > 0)
+        if len(v) == 0:
+            continue
+        sel = rng.choice(len(v), min(len(v), per_view), replace=False)
+        v, u = v[sel], u[sel]
+        z = depths[i][v, u].astype(np.float64)
+        K = cams.K[i]
+        x = (u + 0.5 - K[0, 2]) / K[0, 0] * z
+        y = (v + 0.5 - K[1, 2]) / K[1, 1] * z
+        pc = np.stack([x, y, z], 1)
+        pts.append(pc @ cams.cam_to_world[i, :3, :3].T + cams.cam_to_world[i, :3, 3])
+        cols.append(linear_to_srgb(views.images[i][v, u]))
+    return np.concatenate(pts), np.concatenate(cols)
+
+
+def depth_rig(splats: GaussianSplats, cameras: Cameras, n: int) -> Cameras:
+    """The training cameras plus `n` cameras on two rings around the splats' robust bounds."""
+    if n <= 0:
+        return cameras
+    from .views_render import view_rig
+
+    lo, hi = np.percentile(splats.means, [2, 98], axis=0)
+    proxy = Asset(splats=GaussianSplats(np.stack([lo, hi]), np.tile([1, 0, 0, 0], (2, 1)), np.zeros((2, 3)), np.zeros(2), np.zeros((2, 1, 3))))
+    fov = float(np.degrees(2 * np.arctan(cameras.height / (2 * cameras.K[0, 1, 1]))))
+    extra = view_rig(proxy, n, cameras.width, elevations=(-20.0, 35.0, 70.0), start_azimuth_deg=10.0, fov_y_deg=fov)
+    if (extra.width, extra.height) != (cameras.width, cameras.height):
+        extra = Cameras(extra.K, extra.cam_to_world, cameras.width, cameras.height)
+    return Cameras(np.concatenate([cameras.K, extra.K]), np.concatenate([cameras.cam_to_world, extra.cam_to_world]),
+                   cameras.width, cameras.height)
+
+
+def mesh_from_splats(splats: GaussianSplats, cameras: Cameras, p: MeshingParams, progress: Progress = None,
+                     cancel: Cancel = None) -> tuple[Mesh, Mesh]:
+    """Render splat depth from `cameras` + extra views → TSDF → main component → decimate.
+    Returns (dense mesh, decimated mesh)."""
+    from .mesh_extract import DecimateParams, TSDFParams, decimate, tsdf_fuse
+
+    rig = depth_rig(splats, cameras, p.extra_views)
+    report = progress or (lambda f, m: None)
+    report(0.0, f"rendering {len(rig)} splat depth maps")
+    rgb, depth, alpha = render_splats(splats, rig, mode="RGB+ED")
+    depth = np.where(alpha > p.min_alpha, depth, 0.0).astype(np.float32)
+    if cancel is not None and cancel():
+        from studio.errors import CancelledError
+
+        raise CancelledError("meshing cancelled")
+    lo, hi = np.percentile(splats.means, [1, 99], axis=0)
+    pad = 0.05 * (hi - lo)
+    colors = srgb_to_linear(rgb).astype(np.float32)
+    report(0.4, "TSDF fusion")
+    dense = tsdf_fuse(depth, rig, colors, TSDFParams(voxels_per_diagonal=p.voxels_per_diagonal, bounds=np.stack([lo - pad, hi + pad]),
+                                                    keep_largest_only=True, max_depth_jump=p.max_depth_jump,
+                                                    trunc_voxels=p.trunc_voxels), cancel=cancel)
+    report(0.8, f"decimating {len(dense.faces)} → {p.target_faces} faces")
+    low = decimate(dense, p.target_faces, DecimateParams(), cancel=cancel)
+    report(1.0, f"mesh: {len(low.faces)} faces")
+    return dense, low
+
+
+def bake_asset(dense: Mesh, low: Mesh, views: Views, splats: GaussianSplats | None, p: MeshingParams,
+               progress: Progress = None, cancel: Cancel = None) -> tuple[Asset, dict]:
+    """Unwrap the low-poly mesh, bake base colour from the views (visibility by ray casting),
+    a normal map from the dense mesh and ambient occlusion; returns (Asset, UV stats)."""
+    from .bake import BakeParams, bake_ambient_occlusion, bake_base_color, bake_normal_map, make_pbr_material
+    from .uv_unwrap import UVParams, unwrap
+
+    report = progress or (lambda f, m: None)
+    report(0.0, "UV unwrap (xatlas)")
+    uv_mesh, stats = unwrap(low, UVParams(resolution=p.texture_size), cancel=cancel)
+    report(0.2, "baking base colour")
+    base = bake_base_color(uv_mesh, views.images, views.cameras, None, BakeParams(resolution=p.texture_size), cancel=cancel)
+    report(0.5, "baking normal map")
+    normal = bake_normal_map(dense, uv_mesh, resolution=p.texture_size, cancel=cancel)
+    report(0.75, "baking ambient occlusion")
+    ao = bake_ambient_occlusion(uv_mesh, resolution=max(64, p.texture_size // 2), rays=p.ao_rays, cancel=cancel)
+    if ao.image.shape[:2] != base.image.shape[:2]:
+        from PIL import Image
+
+        from studio.assets import Texture
+
+        ao = Texture(np.asarray(Image.fromarray(ao.image).resize(base.size, Image.BILINEAR)), name="ao")
+    mat = make_pbr_material(base, normal, ao, metallic=p.metallic, roughness=p.roughness, name="reconstructed")
+    uv_mesh.material = mat
+    uv_mesh.tangents = compute_tangents(uv_mesh.vertices, uv_mesh.vertex_normals(), uv_mesh.uvs[0], uv_mesh.faces)
+    uv_mesh.colors = None
+    uv_mesh.name = "reconstruction"
+    report(1.0, "baked")
+    uvs = {"charts": stats.charts, "utilisation": stats.utilisation, "texels_per_metre": stats.texels_per_metre}
+    return Asset(meshes=[uv_mesh], splats=splats, metadata=AssetMetadata(pipeline="views_to_asset", method="fit")), uvs
+
+
+def views_to_asset(views: Views, fit: FitParams = FitParams(), meshing: MeshingParams = MeshingParams(),
+                   init_points: np.ndarray | None = None, init_colors: np.ndarray | None = None,
+                   progress: Progress = None, cancel: Cancel = None) -> Asset:
+    """The whole route for Python callers: fit → mesh → unwrap → bake → Asset (mesh + splats)."""
+    report = progress or (lambda f, m: None)
+    splats, _ = fit_splats(views, fit, init_points, init_colors, progress=lambda f, m: report(0.6 * f, m), cancel=cancel)
+    dense, low = mesh_from_splats(splats, views.cameras, meshing, lambda f, m: report(0.6 + 0.2 * f, m), cancel)
+    asset, _ = bake_asset(dense, low, views, splats, meshing, lambda f, m: report(0.8 + 0.2 * f, m), cancel)
+    return asset
