@@ -1,0 +1,97 @@
+"""nerfstudio engine: missing environments give ToolUnavailableError with what to do; the command
+lines it runs; the whole drive (dataset → ns-train → ns-export → read back) against stand-in tools
+that check the dataset and write a real splat PLY."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from studio.assets import Cameras, Views
+from studio.errors import ToolUnavailableError
+from studio.pipelines.nerfstudio_engine import (
+    NerfstudioParams, export_command, find_ns_env, nerfstudio_reconstruct, train_command,
+)
+
+
+def _views() -> Views:
+    rng = np.random.default_rng(0)
+    cams = Cameras.look_at(rng.normal(size=(3, 3)) * 2, np.zeros(3), width=32, height=24)
+    return Views(rng.uniform(0, 1, (3, 24, 32, 3)).astype(np.float32), cams)
+
+
+def test_missing_env_errors(tmp_path: Path) -> None:
+    with pytest.raises(ToolUnavailableError, match="needs --ns-env"):
+        find_ns_env(None)
+    with pytest.raises(ToolUnavailableError, match="does not exist.*pip install nerfstudio"):
+        find_ns_env(tmp_path / "nope")
+    (tmp_path / "env" / "bin").mkdir(parents=True)
+    with pytest.raises(ToolUnavailableError, match="ns-train not found"):
+        nerfstudio_reconstruct(_views(), tmp_path / "work", tmp_path / "env")
+    assert not (tmp_path / "work").exists()  # nothing written before the environment checks out
+
+
+def test_command_lines(tmp_path: Path) -> None:
+    p = NerfstudioParams(iterations=123)
+    cmd = train_command(Path("/e/bin/ns-train"), tmp_path / "data", tmp_path / "out", p)
+    assert cmd[:2] == ["/e/bin/ns-train", "splatfacto"] and cmd[cmd.index("--max-num-iterations") + 1] == "123"
+    i = cmd.index("nerfstudio-data")
+    assert cmd[i + 1:] == ["--orientation-method", "none", "--center-method", "none", "--auto-scale-poses", "False"]
+    exp = export_command(Path("/e/bin/ns-export"), tmp_path / "out", p)
+    assert exp[1] == "gaussian-splat"
+    assert exp[exp.index("--load-config") + 1] == str(tmp_path / "out" / "studio" / "splatfacto" / "run" / "config.yml")
+    assert export_command(Path("x"), tmp_path, NerfstudioParams(method="nerfacto"))[1] == "poisson"
+
+
+FAKE_TRAIN = """#!{py}
+import json, sys, pathlib
+a = sys.argv[1:]
+data = pathlib.Path(a[a.index("--data") + 1]); out = pathlib.Path(a[a.index("--output-dir") + 1])
+t = json.loads((data / "transforms.json").read_text())
+assert len(t["frames"]) == 3 and all((data / f["file_path"]).is_file() for f in t["frames"])
+run = out / "studio" / a[0] / "run"; run.mkdir(parents=True)
+(run / "config.yml").write_text("frames: %d\\n" % len(t["frames"]))
+"""
+
+FAKE_EXPORT = """#!{py}
+import sys, pathlib, numpy as np
+from studio.assets import Asset, GaussianSplats
+from studio.assets.io import save
+a = sys.argv[1:]
+assert pathlib.Path(a[a.index("--load-config") + 1]).is_file()
+out = pathlib.Path(a[a.index("--output-dir") + 1]); out.mkdir(parents=True)
+n = 5
+save(Asset(splats=GaussianSplats(np.arange(15.0).reshape(5, 3), np.tile([1.0, 0, 0, 0], (n, 1)),
+           np.full((n, 3), -4.0), np.zeros(n), np.zeros((n, 1, 3)))), out / "splat.ply")
+"""
+
+
+def _env(tmp_path: Path, train: str, export: str) -> Path:
+    env = tmp_path / "nsenv"
+    (env / "bin").mkdir(parents=True)
+    for name, src in (("ns-train", train), ("ns-export", export)):
+        f = env / "bin" / name
+        f.write_text(src.replace("{py}", sys.executable))
+        f.chmod(0o755)
+    return env
+
+
+def test_drives_tools_and_reads_splats_back(tmp_path: Path) -> None:
+    env = _env(tmp_path, FAKE_TRAIN, FAKE_EXPORT)
+    asset = nerfstudio_reconstruct(_views(), tmp_path / "work", env, NerfstudioParams(iterations=10))
+    assert asset.splats is not None and len(asset.splats) == 5
+    np.testing.assert_allclose(asset.splats.means, np.arange(15.0).reshape(5, 3))
+    assert asset.metadata.method == "nerfstudio-splatfacto"
+    log = (tmp_path / "work" / "ns.log").read_text()
+    assert log.count("$ ") == 2 and "--max-num-iterations 10" in log
+    data = json.loads((tmp_path / "work" / "data" / "transforms.json").read_text())
+    assert data["camera_model"] == "PINHOLE" and len(data["frames"]) == 3
+
+
+def test_failing_tool_reports_log(tmp_path: Path) -> None:
+    env = _env(tmp_path, "#!/bin/sh\necho CUDA out of memory >&2\nexit 3\n", FAKE_EXPORT)
+    with pytest.raises(ToolUnavailableError, match="(?s)ns-train failed \\(exit 3\\).*CUDA out of memory"):
+        nerfstudio_reconstruct(_views(), tmp_path / "work", env)
