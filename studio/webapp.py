@@ -35,6 +35,18 @@ def _job_rows(studio: Studio) -> list[list[Any]]:
     return [[j.id, j.pipeline, j.state, j.stage, round(j.progress * 100), (j.error or j.message)[:80]] for j in studio.store.list(limit=50)]
 
 
+def _send_to_headset_for(studio: Studio):
+    def send(path):
+        from .scene_stream import send_to_headset
+
+        if not path:
+            return "nothing to send yet: run the pipeline first"
+        asset_id = send_to_headset(studio, path)
+        return f"sent to headset as scene asset {asset_id}: open /xr/ in the headset's browser"
+
+    return send
+
+
 def _figures(studio: Studio) -> dict:
     from .monitoring import snapshot
 
@@ -63,6 +75,7 @@ def qr_png(url: str) -> bytes:
 
 def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.Blocks:
     """The studio's web UI: one tab per pipeline, plus Asset library, Jobs and Open in headset."""
+    _send_to_headset = _send_to_headset_for(studio)
     with gr.Blocks(title="studio") as demo:
         gr.Markdown("# studio — 3D content studio")
         for pipe in studio.runner.pipelines.values():
@@ -74,10 +87,12 @@ def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.B
                 run_btn = gr.Button(f"Run {pipe.name}", variant="primary", elem_id=f"run-{pipe.name}")
                 status = gr.Textbox(label="status", interactive=False, elem_id=f"status-{pipe.name}")
                 with gr.Row():
-                    preview = gr.Model3D(label="3D preview", elem_id=f"preview-{pipe.name}")
+                    preview = gr.Model3D(label="3D preview", elem_id=f"preview-{pipe.name}", interactive=False)
                     thumb = gr.Image(label="thumbnail", elem_id=f"thumb-{pipe.name}", height=320)
                     turntable = gr.Video(label="turntable", elem_id=f"turntable-{pipe.name}", height=320)
                 files = gr.File(label="results", file_count="multiple", elem_id=f"files-{pipe.name}")
+                send = gr.Button("Send to headset", elem_id=f"send-{pipe.name}")
+                send.click(_send_to_headset, inputs=preview, outputs=status)
 
                 def run(*values, _pipe=pipe, _names=names, progress=gr.Progress()):
                     params = {n: v for n, v in zip(_names, values) if v not in (None, "")}

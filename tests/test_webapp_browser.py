@@ -91,6 +91,14 @@ def test_demo_route_in_browser(server, tmp_path):
         page.locator("#thumb-demo img").first.wait_for(timeout=30_000)
         page.locator("#turntable-demo video").first.wait_for(state="attached", timeout=30_000)
         page.screenshot(path=str(artefacts / "webapp_demo.png"), full_page=True)
+        page.locator("#send-demo").click()
+        page.wait_for_function("document.querySelector('#status-demo textarea').value.startsWith('sent to headset')",
+                               timeout=30_000)
+        import json as _json
+        import urllib.request
+
+        scene = _json.load(urllib.request.urlopen(url + "/v1/scene"))
+        assert any(a["kind"] == "gltf" for a in scene["assets"]), scene
         link = page.locator('#files-demo a[download="sample.glb"]').first
         with page.expect_download() as dl:
             link.click()
