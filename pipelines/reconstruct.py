@@ -34,7 +34,8 @@ class MeshingParams:
     roughness: float = 0.8
     metallic: float = 0.0
     ao_rays: int = 16
-    min_alpha: float = 0.5  # fuse only depth pixels whose splat alpha exceeds this
+    min_alpha: float = 0.95  # fuse only depth pixels whose splat alpha exceeds this
+    depth_sharpen: float = 4.0  # first-surface depth: transmittance T^k (see render_splats)
     trunc_voxels: float = 4.0
     max_depth_jump: float | None = 0.05
 
@@ -64,15 +65,22 @@ def depth_init_points(views: Views, depths: np.ndarray, per_view: int = 1500, se
 
 
 def depth_rig(splats: GaussianSplats, cameras: Cameras, n: int) -> Cameras:
-    """The training cameras plus `n` cameras on two rings around the splats' robust bounds."""
+    """The training cameras plus `n` cameras on rings around the splats' robust bounds, at
+    elevations (about +Y) inside the band the training cameras cover: views from outside it see
+    regions no training view constrained, whose splat depth is wrong and would corrupt the fusion."""
     if n <= 0:
         return cameras
     from .views_render import view_rig
 
     lo, hi = np.percentile(splats.means, [2, 98], axis=0)
+    centre = 0.5 * (lo + hi)
+    rel = cameras.centers - centre
+    el = np.degrees(np.arcsin(np.clip(rel[:, 1] / np.linalg.norm(rel, axis=1), -1, 1)))
+    e0, e1 = float(el.min()), float(el.max())
+    elevations = (e0, e1) if e1 - e0 > 5 else (0.5 * (e0 + e1),)
     proxy = Asset(splats=GaussianSplats(np.stack([lo, hi]), np.tile([1, 0, 0, 0], (2, 1)), np.zeros((2, 3)), np.zeros(2), np.zeros((2, 1, 3))))
     fov = float(np.degrees(2 * np.arctan(cameras.height / (2 * cameras.K[0, 1, 1]))))
-    extra = view_rig(proxy, n, cameras.width, elevations=(-20.0, 35.0, 70.0), start_azimuth_deg=10.0, fov_y_deg=fov)
+    extra = view_rig(proxy, n, cameras.width, elevations=elevations, start_azimuth_deg=22.5, fov_y_deg=fov)
     if (extra.width, extra.height) != (cameras.width, cameras.height):
         extra = Cameras(extra.K, extra.cam_to_world, cameras.width, cameras.height)
     return Cameras(np.concatenate([cameras.K, extra.K]), np.concatenate([cameras.cam_to_world, extra.cam_to_world]),
@@ -88,7 +96,7 @@ def mesh_from_splats(splats: GaussianSplats, cameras: Cameras, p: MeshingParams,
     rig = depth_rig(splats, cameras, p.extra_views)
     report = progress or (lambda f, m: None)
     report(0.0, f"rendering {len(rig)} splat depth maps")
-    rgb, depth, alpha = render_splats(splats, rig, mode="RGB+ED")
+    rgb, depth, alpha = render_splats(splats, rig, mode="RGB+ED", depth_sharpen=p.depth_sharpen)
     depth = np.where(alpha > p.min_alpha, depth, 0.0).astype(np.float32)
     if cancel is not None and cancel():
         from studio.errors import CancelledError
