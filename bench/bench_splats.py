@@ -195,6 +195,63 @@ def _fit_iteration(s: Dict[str, Any]) -> Callable[[], None]:
     return step
 
 
+def _fit_iteration_colmap(scene: Path) -> Callable[[], None]:
+    """Our training iteration on OpenSplat's benchmark scene (COLMAP: images + sparse/0), set up
+    as OpenSplat does: Gaussians at the points, scale = mean distance to 3 nearest neighbours,
+    opacity 0.1, SH degree 3 (DC from the point colour); views in turn; L1 + 0.2 D-SSIM; Adam."""
+    import numpy as np
+    import pycolmap
+    from PIL import Image
+    from scipy.spatial import cKDTree
+
+    from studio.renderers.splat_raster import rasterization
+
+    rec = pycolmap.Reconstruction(str(scene / "sparse" / "0"))
+    pts = np.array([p.xyz for p in rec.points3D.values()], dtype=np.float32)
+    rgb = np.array([p.color for p in rec.points3D.values()], dtype=np.float32) / 255.0
+    d, _ = cKDTree(pts).query(pts, k=4)
+    n = len(pts)
+    p = {
+        "means": torch.from_numpy(pts),
+        "quats": torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+        "scales": torch.log(torch.from_numpy(d[:, 1:].mean(1).astype(np.float32)).clamp(min=1e-7))[:, None].repeat(1, 3),
+        "opacities": torch.logit(torch.full((n,), 0.1)),
+        "sh0": ((torch.from_numpy(rgb) - 0.5) / 0.28209479)[:, None, :],
+        "shN": torch.zeros(n, 15, 3),
+    }
+    for t in p.values():
+        t.requires_grad_(True)
+    views = []
+    for img in rec.images.values():
+        cam = rec.cameras[img.camera_id]
+        V = torch.eye(4)
+        V[:3] = torch.from_numpy(img.cam_from_world().matrix()).float()
+        K = torch.from_numpy(cam.calibration_matrix()).float()
+        target = torch.from_numpy(np.asarray(Image.open(scene / "images" / img.name).convert("RGB"), np.float32) / 255.0)
+        views.append((V[None], K[None], target[None], cam.width, cam.height))
+    lrs = {"means": 1.6e-4, "quats": 1e-3, "scales": 5e-3, "opacities": 5e-2, "sh0": 2.5e-3, "shN": 2.5e-3 / 20}
+    opt = torch.optim.Adam([{"params": [p[k]], "lr": lr} for k, lr in lrs.items()], eps=1e-15)
+    it = [0]
+
+    def step() -> None:
+        V, K, target, w, h = views[it[0] % len(views)]
+        it[0] += 1
+        img, _, _ = rasterization(p["means"], p["quats"], torch.exp(p["scales"]), torch.sigmoid(p["opacities"]),
+                                  torch.cat([p["sh0"], p["shN"]], 1), V, K, w, h, sh_degree=3, packed=False)
+        loss = 0.8 * torch.abs(img - target).mean() + 0.2 * (1 - _ssim(img, target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def _make_opensplat_scene(out: Path, n: int) -> None:
+    import subprocess
+
+    peers = REPO.parent / "shared" / "peers" / "opensplat"
+    subprocess.run([sys.executable, str(peers / "make_scene.py"), str(out), str(n)], check=True, capture_output=True)
+
+
 def _opensplat_iteration(binary: Path, n: int) -> float:
     """OpenSplat's per-iteration seconds on its benchmark scene, measured as its README says:
     (wall(-n 120) - wall(-n 20)) / 100 (single run each)."""
@@ -219,7 +276,7 @@ OPENSPLAT_README_S = 0.96  # ../shared/peers/opensplat/README.md, 50k Gaussians,
 
 
 def run(n: int = 50_000, size: int = 256, reps: int = 7, dense_n: int = 2_000, dense_size: int = 64,
-        gsplat_reps: int = 3, opensplat: str | None = None) -> Dict[str, Any]:
+        gsplat_reps: int = 3, opensplat: str | None = None, scene_fit: bool = False) -> Dict[str, Any]:
     """Measure and return the figures (seconds, ratios) as a flat dict."""
     from studio.renderers import splat_cpu
 
@@ -249,6 +306,15 @@ def run(n: int = 50_000, size: int = 256, reps: int = 7, dense_n: int = 2_000, d
     out["opensplat_iteration_s_readme"] = OPENSPLAT_README_S
     if opensplat is not None:
         out["opensplat_iteration_s"] = _opensplat_iteration(Path(opensplat), n)
+    if scene_fit:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            _make_opensplat_scene(Path(tmp) / "scene", n)
+            fit_c = _fit_iteration_colmap(Path(tmp) / "scene")
+            out["ours_fit_iteration_opensplat_scene_s"] = _median_time(fit_c, reps)
+            with _threads(1):
+                out["ours_fit_iteration_opensplat_scene_1thread_s"] = _median_time(fit_c, reps)
     if (n, size) == (50_000, 256) or opensplat is not None:  # the peer's scene size
         ref = out.get("opensplat_iteration_s", OPENSPLAT_README_S)
         out["ratio_opensplat_over_ours_fit_iteration"] = ref / out["ours_fit_iteration_s"]
@@ -267,13 +333,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dense-n", type=int, default=2_000)
     ap.add_argument("--dense-size", type=int, default=64)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--scene-fit", action="store_true",
+                    help="also time our fit iteration on OpenSplat's buddha scene (needs pycolmap)")
     ap.add_argument("--opensplat", help="path of a built opensplat binary (peers/opensplat/build.sh) to time "
                                         "in this run; without it the README's figure is the reference")
     a = ap.parse_args(argv)
     if a.quick:
         r = run(n=5_000, size=64, reps=2, dense_n=200, dense_size=32, gsplat_reps=1)
     else:
-        r = run(a.n, a.size, a.reps, a.dense_n, a.dense_size, opensplat=a.opensplat)
+        r = run(a.n, a.size, a.reps, a.dense_n, a.dense_size, opensplat=a.opensplat, scene_fit=a.scene_fit)
     print(f"CPU splat compositor ({r['backend']}, {r['threads']} threads), {r['n_gaussians']} Gaussians, "
           f"{r['size']}², SH degree 3, medians (load average {r['load_average_1min']:.1f} on "
           f"{os.cpu_count()} CPUs):")
@@ -302,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
          "wall; " + (f"{peer}{ratio1:.1f}x" if ratio1 else "")),
         ("ours fit iteration, CPU time", r["ours_fit_iteration_cpu_s"], "process CPU s, all threads"),
     ]
+    if "ours_fit_iteration_opensplat_scene_s" in r:
+        ref = r.get("opensplat_iteration_s", r["opensplat_iteration_s_readme"])
+        for key, label in (("ours_fit_iteration_opensplat_scene_s", f"{r['threads']} threads, wall"),
+                           ("ours_fit_iteration_opensplat_scene_1thread_s", "1 thread, wall")):
+            rows.append((f"ours fit iteration, OpenSplat's scene", r[key],
+                         f"{label}; OpenSplat {ref:.2f} s / ours: {ref / r[key]:.1f}x"))
     for name, sec, note in rows:
         print(f"  {name:<44} {sec:9.4f} s  {note}")
     print(f"  goal < 1 s: {'met' if r['goal_under_1s'] else 'MISSED'}; "
