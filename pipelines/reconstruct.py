@@ -38,6 +38,7 @@ class MeshingParams:
     depth_sharpen: float = 4.0  # first-surface depth: transmittance T^k (see render_splats)
     trunc_voxels: float = 4.0
     max_depth_jump: float | None = 0.05
+    close_holes: bool = False  # fill every boundary loop (unobserved undersides) → a closed mesh
 
 
 def depth_init_points(views: Views, depths: np.ndarray, per_view: int = 1500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +109,8 @@ def mesh_from_splats(splats: GaussianSplats, cameras: Cameras, p: MeshingParams,
     report(0.4, "TSDF fusion")
     dense = tsdf_fuse(depth, rig, colors, TSDFParams(voxels_per_diagonal=p.voxels_per_diagonal, bounds=np.stack([lo - pad, hi + pad]),
                                                     keep_largest_only=True, max_depth_jump=p.max_depth_jump,
-                                                    trunc_voxels=p.trunc_voxels), cancel=cancel)
+                                                    trunc_voxels=p.trunc_voxels, fill_holes=p.close_holes,
+                                                    max_hole_size=float(np.linalg.norm(hi - lo)) * 2 if p.close_holes else None), cancel=cancel)
     report(0.8, f"decimating {len(dense.faces)} → {p.target_faces} faces")
     low = decimate(dense, p.target_faces, DecimateParams(), cancel=cancel)
     report(1.0, f"mesh: {len(low.faces)} faces")

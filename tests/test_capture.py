@@ -141,3 +141,40 @@ def test_missing_images_for_model(tmp_path: Path, testdata: Path) -> None:
     (tmp_path / "images").mkdir()
     with pytest.raises(CaptureError, match="not in"):
         capture_to_views(tmp_path)
+
+
+def test_buddha_fits_from_shipped_poses(testdata: Path) -> None:
+    """13 real photos with the dataset's poses (plain SfM registers only 2 of them, see its README):
+    fit on 11 at 160x90, hold out 2. The room beyond the table is seen by few views and not
+    reconstructed (≈ 9 dB over the whole frame), so the held-out PSNR counts the pixels the splats
+    cover (alpha > 0.5): measured ≈ 15.2 dB there (training views ≈ 20.5 dB). A flat mean-colour
+    guess scores ≈ 15.4 dB on the same pixels: 11 views 11–57° apart at this size do not make the fit
+    generalise yet (known limitation, see the report)."""
+    from studio.assets.colour import linear_to_srgb
+    from studio.pipelines.metrics import psnr
+    from studio.pipelines.reconstruct import MeshingParams, mesh_from_splats
+    from studio.pipelines.splat_fit import FitParams, fit_splats, render_splats
+
+    views, pts, cols, rep = capture_to_views(testdata / "capture" / "buddha", max_size=160)
+    hold = [3, 9]
+    train = [i for i in range(len(views)) if i not in hold]
+    tv = Views(views.images[train], views.cameras[train])
+    hv_img = linear_to_srgb(views.images[hold])
+    fit = FitParams(iterations=250, refine_start=40, refine_stop=190, refine_every=25, background=(0, 0, 0),
+                    sh_degree=1, init_count=20_000)
+    splats, stats = fit_splats(tv, fit)  # random init around the point all cameras look at
+    rgb, _, alpha = render_splats(splats, views.cameras[hold], background=(0, 0, 0))
+    # the fit covers the head and the table around it, not the room: score where the splats are opaque
+    cover = alpha > 0.5
+    held = psnr(rgb, hv_img, cover)
+    flat = psnr(np.broadcast_to(linear_to_srgb(tv.images).mean((0, 1, 2)), hv_img.shape), hv_img, cover)
+    train_psnr = psnr(render_splats(splats, tv.cameras[:2], background=(0, 0, 0))[0], linear_to_srgb(tv.images[:2]))
+    print(f"buddha: held-out PSNR {held:.2f} dB over {cover.mean():.0%} of the pixels (flat colour {flat:.2f}), "
+          f"train {train_psnr:.2f} dB, {len(splats)} splats")
+    assert cover.mean() > 0.3 and held >= 14.0 and train_psnr >= 18.0
+    dense, low = mesh_from_splats(splats, tv.cameras, MeshingParams(extra_views=0, voxels_per_diagonal=96, target_faces=4000))
+    assert len(dense.faces) > 1000 and 0 < len(low.faces) <= 4400
+    # the surface lies in front of the cameras, around the SfM points of the head
+    lo, hi = np.percentile(pts, [5, 95], axis=0)
+    centre = np.median(dense.vertices, axis=0)
+    assert np.all(centre > lo) and np.all(centre < hi)
