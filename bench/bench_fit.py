@@ -1,0 +1,219 @@
+"""CPU Gaussian fit benchmarks (issue #6), all measured in one run:
+
+1. fit iteration, ours vs OpenSplat (../shared/peers/opensplat, built once into a cache outside the
+   repo: $STUDIO_BENCH_CACHE or ~/.cache/studio-bench) on the same 50k-Gaussian 256² buddha scene
+   (its make_scene.py). Per-iteration time = (wall(n=120) − wall(n=20)) / 100 for both, as the
+   OpenSplat README prescribes (no densification before step 500 there; strategy "none" here).
+2. the demo-sized job (procedural asset, 8 training views, 4 held-out) stage by stage in a fresh
+   process: render views, fit, mesh, bake, GLB export; wall time per stage and peak RSS.
+3. quality table: procedural sphere + glTF samples rendered as ground truth (render_views), fit
+   from depth-initialised points, meshed; held-out PSNR (splats), Chamfer (m and % of the bbox
+   diagonal), F-score@1 %, normal consistency.
+
+`python bench/bench_fit.py` prints a table and one JSON line; `run() -> dict` for bench/run.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+PEER = REPO.parent / "shared" / "peers" / "opensplat"
+if not PEER.is_dir():
+    PEER = Path("/work/shared/peers/opensplat")
+TESTDATA = PEER.parents[1] / "testdata"
+CACHE = Path(os.environ.get("STUDIO_BENCH_CACHE", Path.home() / ".cache" / "studio-bench"))
+
+
+def opensplat_binary() -> Path:
+    """Build OpenSplat (CPU) into the cache once (~3 min on 2 cores); returns the executable."""
+    exe = CACHE / "opensplat" / "opensplat"
+    if not exe.exists():
+        (CACHE / "opensplat").mkdir(parents=True, exist_ok=True)
+        subprocess.run(["bash", str(PEER / "build.sh"), sys.executable, str(CACHE / "opensplat")], check=True,
+                       stdout=subprocess.DEVNULL)
+    return exe
+
+
+def scene(n: int = 50_000) -> Path:
+    out = CACHE / f"opensplat_scene_{n}"
+    if not (out / "sparse" / "0" / "points3D.bin").exists():
+        subprocess.run([sys.executable, str(PEER / "make_scene.py"), str(out), str(n)], check=True,
+                       stdout=subprocess.DEVNULL)
+    return out
+
+
+def _wall(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def opensplat_iteration(scene_dir: Path, out: Path) -> float:
+    exe = str(opensplat_binary())
+    w = {}
+    for n in (20, 120):
+        w[n] = _wall([exe, str(scene_dir), "--cpu", "-n", str(n), "--num-downscales", "0", "-o", str(out / f"os_{n}.ply")])
+    return (w[120] - w[20]) / 100
+
+
+_OURS = r"""
+import sys, time, json
+from studio.pipelines.capture import capture_to_views
+from studio.pipelines.splat_fit import FitParams, fit_splats
+v, pts, cols, _ = capture_to_views(sys.argv[1], max_size=None)
+n = int(sys.argv[2])
+t = time.perf_counter()
+s, _ = fit_splats(v, FitParams(iterations=n, strategy="none", sh_degree=3, sh_interval=1000), init_points=pts, init_colors=cols)
+print(json.dumps({"wall": time.perf_counter() - t, "gaussians": len(s)}))
+"""
+
+
+def ours_iteration(scene_dir: Path) -> tuple[float, int]:
+    w, g = {}, 0
+    for n in (20, 120):
+        r = subprocess.run([sys.executable, "-c", _OURS, str(scene_dir), str(n)], check=True, capture_output=True, text=True)
+        d = json.loads(r.stdout.strip().splitlines()[-1])
+        w[n], g = d["wall"], d["gaussians"]
+    return (w[120] - w[20]) / 100, g
+
+
+_DEMO = r"""
+import json, resource, sys, time, tempfile
+from pathlib import Path
+t0 = time.perf_counter(); T = {}
+def lap(k):
+    global t0
+    T[k] = round(time.perf_counter() - t0, 2); t0 = time.perf_counter()
+from studio.pipelines.procedural import sample_asset, SampleParams
+from studio.pipelines.views_render import view_rig, render_views
+from studio.pipelines.splat_fit import FitParams, fit_splats
+from studio.pipelines.reconstruct import MeshingParams, bake_asset, depth_init_points, mesh_from_splats
+from studio.pipelines.evaluate import evaluate
+from studio.assets.io import save
+size, iters = int(sys.argv[1]), int(sys.argv[2])
+lap("imports")
+a = sample_asset(SampleParams(texture_size=512))
+train = view_rig(a, 8, size)
+tv, td = render_views(a, train)
+hv, _ = render_views(a, view_rig(a, 4, size, elevations=(30.0,), start_azimuth_deg=22.5))
+pts, cols = depth_init_points(tv, td)
+lap("render_views")
+fit = FitParams(iterations=iters, refine_start=iters // 6, refine_stop=int(iters * 0.75), refine_every=max(10, iters // 12), lr_means=2e-4)
+s, _ = fit_splats(tv, fit, init_points=pts, init_colors=cols)
+lap("fit")
+mp = MeshingParams(extra_views=16, texture_size=512, target_faces=8000)
+dense, low = mesh_from_splats(s, train, mp)
+lap("mesh")
+asset, _ = bake_asset(dense, low, tv, s, mp)
+lap("bake")
+d = Path(tempfile.mkdtemp())
+save(asset, d / "demo.glb")
+lap("export_glb")
+m = evaluate(asset, hv, gt_mesh=a, samples=50_000)
+lap("evaluate")
+print(json.dumps({"stages_s": T, "splats": len(s), "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                  "psnr_splats": m["splats"]["psnr"], "psnr_mesh": m["mesh"]["psnr"],
+                  "chamfer_cm": m["surface"]["chamfer"] * 100, "fscore": m["surface"]["fscore"]}))
+"""
+
+
+def demo_job(size: int = 256, iterations: int = 300) -> dict[str, Any]:
+    r = subprocess.run([sys.executable, "-c", _DEMO, str(size), str(iterations)], check=True, capture_output=True, text=True)
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    d["total_s"] = round(sum(d["stages_s"].values()), 2)
+    return d
+
+
+_QUALITY = r"""
+import json, sys, time
+import numpy as np
+from studio.assets.io import load
+from studio.pipelines.procedural import sample_asset, SampleParams
+from studio.pipelines.views_render import view_rig, render_views
+from studio.pipelines.splat_fit import FitParams, fit_splats
+from studio.pipelines.reconstruct import MeshingParams, depth_init_points, mesh_from_splats
+from studio.pipelines.evaluate import evaluate
+name, size, iters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+a = sample_asset(SampleParams(texture_size=256)) if name == "procedural" else load(name)
+train = view_rig(a, 8, size)
+tv, td = render_views(a, train)
+hv, _ = render_views(a, view_rig(a, 4, size, elevations=(30.0,), start_azimuth_deg=22.5))
+pts, cols = depth_init_points(tv, td)
+t = time.perf_counter()
+fit = FitParams(iterations=iters, refine_start=iters // 6, refine_stop=int(iters * 0.75), refine_every=max(10, iters // 12), lr_means=2e-4)
+s, _ = fit_splats(tv, fit, init_points=pts, init_colors=cols)
+tf = time.perf_counter() - t
+dense, _ = mesh_from_splats(s, train, MeshingParams(extra_views=16))
+gt = [m for m in a.meshes]
+from studio.assets import Asset
+m = evaluate(Asset(meshes=[dense], splats=s), hv, gt_mesh=Asset(meshes=gt), samples=50_000)
+print(json.dumps({"psnr": m["splats"]["psnr"], "chamfer_cm": m["surface"]["chamfer"] * 100,
+                  "chamfer_pct_diag": m["surface"]["chamfer_fraction"] * 100, "fscore": m["surface"]["fscore"],
+                  "normal_consistency": m["surface"]["normal_consistency"], "fit_s": tf}))
+"""
+
+SAMPLES = ("WaterBottle/WaterBottle.gltf", "CesiumMilkTruck/CesiumMilkTruck.glb", "BoxVertexColors/BoxVertexColors.glb")
+
+
+def quality(size: int = 128, iterations: int = 300) -> dict[str, dict]:
+    rows = {}
+    for name in ("procedural",) + SAMPLES:
+        path = name if name == "procedural" else str(TESTDATA / "gltf" / name)
+        if name != "procedural" and not Path(path).exists():
+            cands = sorted((TESTDATA / "gltf" / name.split("/")[0]).rglob("*.gl*"))
+            if not cands:
+                continue
+            path = str(cands[0])
+        r = subprocess.run([sys.executable, "-c", _QUALITY, path, str(size), str(iterations)], capture_output=True, text=True)
+        key = name.split("/")[0]
+        rows[key] = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {"error": r.stderr[-400:]}
+    return rows
+
+
+def run(opensplat: bool = True, demo: bool = True, table: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    work = CACHE / "fit_runs"
+    work.mkdir(parents=True, exist_ok=True)
+    if opensplat:
+        sc = scene()
+        ours, g = ours_iteration(sc)
+        theirs = opensplat_iteration(sc, work)
+        out.update(ours_s_per_iter=ours, opensplat_s_per_iter=theirs, speedup_vs_opensplat=theirs / ours, gaussians=g)
+    if demo:
+        out["demo"] = demo_job()
+    if table:
+        out["quality"] = quality()
+    return out
+
+
+def _print(res: dict[str, Any]) -> None:
+    if "ours_s_per_iter" in res:
+        print(f"fit iteration, 50k Gaussians 256²: ours {res['ours_s_per_iter']:.3f} s, OpenSplat "
+              f"{res['opensplat_s_per_iter']:.3f} s → {res['speedup_vs_opensplat']:.2f}× faster")
+    if "demo" in res:
+        d = res["demo"]
+        print("demo job stages (s):", d["stages_s"], f"total {d['total_s']} s, peak RSS {d['peak_rss_gb']:.2f} GB")
+    if "quality" in res:
+        print(f"{'asset':>18} {'PSNR dB':>8} {'Chamfer cm':>10} {'% diag':>7} {'F@1%':>6} {'NC':>6}")
+        for k, r in res["quality"].items():
+            if "error" in r:
+                print(f"{k:>18} error: {r['error'][-200:]}")
+                continue
+            print(f"{k:>18} {r['psnr']:8.2f} {r['chamfer_cm']:10.3f} {r['chamfer_pct_diag']:7.2f} {r['fscore']:6.3f} {r['normal_consistency']:6.3f}")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--skip", nargs="*", default=[], choices=["opensplat", "demo", "table"])
+    a = ap.parse_args()
+    res = run(**{k: k not in a.skip for k in ("opensplat", "demo", "table")})
+    _print(res)
+    print(json.dumps(res, default=str))
