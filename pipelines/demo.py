@@ -1,7 +1,11 @@
-"""The `demo` pipeline: the main job on the built-in procedural sample (needs no data, no weights).
+"""The `demo` pipeline: the studio's main job on its built-in procedural sample (no data, no weights).
 
-Stages: sample (procedural asset + surface splats, cached) → export (GLB + USDZ + splat PLY,
-each validated; writes the job's files).
+sample → views → fit → mesh → bake → export. The procedural sample (known geometry, all five PBR
+maps) is rendered from a ring of training cameras plus held-out cameras; Gaussian splats are fitted
+to the training views, meshed through TSDF fusion of their depth, decimated, unwrapped and baked
+into PBR textures. Export writes the sample and the reconstruction as GLB + USDZ + splat PLY (each
+validated), the metrics (held-out PSNR, Chamfer / F-score against the known geometry) as JSON +
+HTML, and a thumbnail and turntable. Every stage but export is cached.
 """
 from __future__ import annotations
 
@@ -21,10 +25,28 @@ from .procedural import SampleParams, sample_asset, surface_splats
 @dataclass(frozen=True)
 class DemoParams:
     texture_size: int = param(512, "procedural texture size in pixels", minimum=16, maximum=4096)
-    splats: int = param(20000, "Gaussian splats sampled on the surface", minimum=1, maximum=2_000_000)
+    splats: int = param(20000, "Gaussian splats sampled on the surface of the sample", minimum=1, maximum=2_000_000)
     seed: int = param(0, "random seed")
+    reconstruct: bool = param(True, "also reconstruct the sample from rendered views (fit → mesh → bake)")
+    views: int = param(8, "training views for the reconstruction", minimum=2, maximum=64)
+    view_size: int = param(192, "training view size in pixels", minimum=32, maximum=1024)
+    iterations: int = param(300, "splat fit iterations", minimum=10, maximum=30000)
+    target_faces: int = param(8000, "faces of the reconstructed mesh", minimum=100, maximum=1_000_000)
+    bake_size: int = param(512, "baked texture size in pixels", minimum=64, maximum=4096)
     turntable_frames: int = param(48, "frames of the turntable video", minimum=1, maximum=720)
     out: str = param("", "folder for the results (default: the job's folder)")
+
+
+SAMPLE_KEYS = ("texture_size", "splats", "seed")
+VIEW_KEYS = SAMPLE_KEYS + ("reconstruct", "views", "view_size")
+FIT_KEYS = VIEW_KEYS + ("iterations",)
+MESH_KEYS = FIT_KEYS + ("target_faces", "bake_size")
+
+
+def _meshing(p: DemoParams):
+    from .reconstruct import MeshingParams
+
+    return MeshingParams(extra_views=16, texture_size=p.bake_size, target_faces=p.target_faces, close_holes=True)
 
 
 def stage_sample(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> Asset:
@@ -37,35 +59,106 @@ def stage_sample(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> As
     return asset
 
 
+def stage_views(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
+    """Training views (two rings) and held-out views (a ring between them) of the sample's mesh."""
+    from .reconstruct import depth_init_points
+    from .views_render import render_views, view_rig
+
+    if not p.reconstruct:
+        return None
+    mesh_only = Asset(meshes=inputs["sample"].meshes)
+    ctx.progress(0.0, f"rendering {p.views} training views")
+    train, depth = render_views(mesh_only, view_rig(mesh_only, p.views, p.view_size))
+    ctx.progress(0.6, "rendering held-out views")
+    test, _ = render_views(mesh_only, view_rig(mesh_only, 4, p.view_size, elevations=(30.0,), start_azimuth_deg=22.5))
+    points, colors = depth_init_points(train, depth, seed=p.seed)
+    return {"train": train, "test": test, "points": points, "colors": colors}
+
+
+def stage_fit(p: DemoParams, inputs: dict[str, Any], ctx: StageContext):
+    """Gaussian splats fitted to the training views (init from back-projected depth, like SfM points)."""
+    from .splat_fit import FitParams, fit_splats
+
+    v = inputs["views"]
+    if v is None:
+        return None
+    it = p.iterations
+    fit = FitParams(iterations=it, refine_start=it // 6, refine_stop=int(it * 0.75), refine_every=max(10, it // 12),
+                    lr_means=2e-4, seed=p.seed)
+    splats, _ = fit_splats(v["train"], fit, v["points"], v["colors"], progress=ctx.progress, cancel=ctx.is_cancelled)
+    return splats
+
+
+def stage_mesh(p: DemoParams, inputs: dict[str, Any], ctx: StageContext):
+    """Splat depth → TSDF → main component → decimated mesh; returns (dense, low)."""
+    from .reconstruct import mesh_from_splats
+
+    if inputs["fit"] is None:
+        return None
+    return mesh_from_splats(inputs["fit"], inputs["views"]["train"].cameras, _meshing(p), ctx.progress, ctx.is_cancelled)
+
+
+def stage_bake(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> Asset:
+    """UV unwrap + base colour / normal / AO bake → the reconstructed Asset (mesh + splats)."""
+    from .reconstruct import bake_asset
+
+    if inputs["mesh"] is None:
+        return None
+    dense, low = inputs["mesh"]
+    asset, uv = bake_asset(dense, low, inputs["views"]["train"], inputs["fit"], _meshing(p), ctx.progress, ctx.is_cancelled)
+    asset.metadata.name = "studio_demo_reconstruction"
+    asset.metadata.pipeline = "demo"
+    asset.metadata.seed = p.seed
+    asset.metadata.extras["uv"] = uv
+    return asset
+
+
+def _write_validated(asset: Asset, path: Path, files: dict, reports: list, key: str) -> None:
+    save(asset, path, validate=False)
+    r = validate(path)
+    reports.append(asdict(r) | {"ok": r.ok})
+    files[key] = path
+
+
 def stage_export(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Path]:
-    """Write sample.glb, sample.usdz and sample_splats.ply, validate each (validation.json), and
-    render a thumbnail PNG and a turntable MP4 of the asset (meshes and splats)."""
-    asset: Asset = inputs["sample"]
-    out = Path(p.out) if p.out else ctx.out_dir
-    mesh_only = Asset(meshes=asset.meshes, metadata=asset.metadata)
-    splats_only = Asset(splats=asset.splats, metadata=asset.metadata)
-    targets = [("glb", out / "sample.glb", mesh_only), ("usdz", out / "sample.usdz", mesh_only),
-               ("splat_ply", out / "sample_splats.ply", splats_only)]
-    files: dict[str, Path] = {}
-    reports = []
-    for i, (name, path, a) in enumerate(targets):
-        ctx.progress(i / len(targets), f"writing + validating {path.name}")
-        save(a, path, validate=False)
-        r = validate(path)
-        reports.append(asdict(r) | {"ok": r.ok})
-        files[name] = path
-    ctx.progress(0.8, "rendering thumbnail and turntable")
+    """Write and validate every file, evaluate the reconstruction, render thumbnail + turntable."""
     from studio.renderers.thumbnails import render_turntable, thumbnail
 
-    files["thumbnail"] = thumbnail(mesh_only, out / "sample_thumbnail.png", size=512)
-    files["turntable"] = render_turntable(
-        mesh_only, out / "sample_turntable.mp4", frames=p.turntable_frames, size=384,
-        progress=lambda f, m: ctx.progress(0.8 + 0.2 * f, m),
-    )
+    sample: Asset = inputs["sample"]
+    out = Path(p.out) if p.out else ctx.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    mesh_only = Asset(meshes=sample.meshes, metadata=sample.metadata)
+    files: dict[str, Path] = {}
+    reports: list[dict] = []
+    ctx.progress(0.0, "writing + validating the sample")
+    _write_validated(mesh_only, out / "sample.glb", files, reports, "glb")
+    _write_validated(mesh_only, out / "sample.usdz", files, reports, "usdz")
+    _write_validated(Asset(splats=sample.splats, metadata=sample.metadata), out / "sample_splats.ply", files, reports, "splat_ply")
+    preview = mesh_only
+    if p.reconstruct:
+        from .evaluate import evaluate
+
+        recon: Asset = inputs["bake"]
+        recon_mesh = Asset(meshes=recon.meshes, metadata=recon.metadata)
+        ctx.progress(0.3, "writing + validating the reconstruction")
+        _write_validated(recon_mesh, out / "reconstruction.glb", files, reports, "reconstruction_glb")
+        _write_validated(recon_mesh, out / "reconstruction.usdz", files, reports, "reconstruction_usdz")
+        _write_validated(Asset(splats=recon.splats, metadata=recon.metadata), out / "reconstruction_splats.ply", files, reports,
+                         "reconstruction_splats")
+        ctx.progress(0.5, "evaluating on held-out views and against the true geometry")
+        metrics = evaluate(recon, inputs["views"]["test"], gt_mesh=mesh_only, out_dir=out, name="metrics", samples=50_000)
+        for k in ("json", "html"):
+            if (out / f"metrics.{k}").exists():
+                files[f"metrics_{k}"] = out / f"metrics.{k}"
+        preview = recon_mesh
+    ctx.progress(0.7, "rendering thumbnail and turntable")
+    files["thumbnail"] = thumbnail(preview, out / "thumbnail.png", size=512)
+    files["turntable"] = render_turntable(preview, out / "turntable.mp4", frames=p.turntable_frames, size=384,
+                                          progress=lambda f, m: ctx.progress(0.7 + 0.3 * f, m))
     report_path = out / "validation.json"
     report_path.write_text(json.dumps(reports, indent=2))
     files["validation"] = report_path
-    ctx.progress(1.0, "demo exported")
+    ctx.progress(1.0, "demo done")
     return files
 
 
@@ -73,8 +166,13 @@ DEMO = Pipeline(
     name="demo",
     params_type=DemoParams,
     stages=(
-        Stage("sample", stage_sample, version="1", params=("texture_size", "splats", "seed"), weight=1.0),
-        Stage("export", stage_export, version="1", inputs=("sample",), cache=False, weight=2.0),
+        Stage("sample", stage_sample, version="1", params=SAMPLE_KEYS, weight=0.5),
+        Stage("views", stage_views, version="1", inputs=("sample",), params=VIEW_KEYS, weight=0.5),
+        Stage("fit", stage_fit, version="1", inputs=("views",), params=FIT_KEYS, weight=6.0),
+        Stage("mesh", stage_mesh, version="1", inputs=("fit", "views"), params=MESH_KEYS, weight=1.0),
+        Stage("bake", stage_bake, version="1", inputs=("mesh", "views", "fit"), params=MESH_KEYS, weight=1.5),
+        Stage("export", stage_export, version="1", inputs=("sample", "views", "bake"), cache=False, weight=1.5),
     ),
-    description="Procedural PBR sample → GLB + USDZ + splat PLY, each validated",
+    description="Procedural PBR sample → GLB + USDZ + splat PLY, then rendered views → splat fit → mesh → "
+    "baked PBR → validated GLB/USDZ with held-out PSNR and Chamfer against the true geometry",
 )

@@ -165,6 +165,20 @@ def _finish_job(job, as_json: bool) -> None:
     else:
         if reports:
             console.print(_validation_table(reports))
+        mpath = job.results.get("metrics_json")
+        if mpath and Path(mpath).exists():
+            m = json.loads(Path(mpath).read_text())
+            t = Table(title="reconstruction quality (held-out views, true geometry)")
+            for col in ("metric", "value"):
+                t.add_column(col)
+            for rep in ("splats", "mesh"):
+                if rep in m:
+                    t.add_row(f"{rep} PSNR / SSIM", f"{m[rep]['psnr']:.2f} dB / {m[rep]['ssim']:.4f}")
+            if "surface" in m:
+                sfc = m["surface"]
+                t.add_row("Chamfer", f"{sfc['chamfer'] * 100:.2f} cm ({sfc['chamfer_fraction'] * 100:.2f} % of the diagonal)")
+                t.add_row("F-score @ 1 % / normal consistency", f"{sfc['fscore']:.3f} / {sfc['normal_consistency']:.3f}")
+            console.print(t)
         for name, path in job.results.items():
             console.print(f"{name:>12}: {path}", highlight=False)
         if job.state != "succeeded":

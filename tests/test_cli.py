@@ -25,22 +25,28 @@ def test_demo_writes_validated_glb_usdz_splats_thumbnail_and_turntable(tmp_path)
     result = json.loads(r.stdout)
     assert result["state"] == "succeeded"
     reports = {Path(v["path"]).name: v for v in result["validation"]}
-    assert set(reports) == {"sample.glb", "sample.usdz", "sample_splats.ply"}
+    assert set(reports) == {"sample.glb", "sample.usdz", "sample_splats.ply", "reconstruction.glb",
+                            "reconstruction.usdz", "reconstruction_splats.ply"}
     assert all(v["errors"] == 0 for v in reports.values())
     assert reports["sample.glb"]["tool"].startswith("gltf-validator") and reports["sample.glb"]["warnings"] == 0
     assert "UsdValidation" in reports["sample.usdz"]["tool"]
     from PIL import Image
 
-    thumb = np.asarray(Image.open(out / "sample_thumbnail.png"))
+    # The reconstruction of the procedural sample is measured against its true geometry.
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["splats"]["psnr"] > 26.0 and m["surface"]["chamfer_fraction"] < 0.015 and m["surface"]["fscore"] > 0.8, m
+    thumb = np.asarray(Image.open(out / "thumbnail.png"))
     assert thumb.shape == (512, 512, 4) and (thumb[..., 3] > 0).mean() > 0.1, "the asset fills the thumbnail"
     import av
 
-    with av.open(str(out / "sample_turntable.mp4")) as c:
+    with av.open(str(out / "turntable.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 48
     # Re-running is cache hits for the cached stage.
     r2 = runner.invoke(app, ["demo", "-o", str(out), "--json"])
     assert r2.exit_code == 0
-    assert "sample: cache hit" in json.loads(r2.stdout)["log"]
+    log = json.loads(r2.stdout)["log"]
+    assert "fit: skipped" in log or "fit: cache hit" in log, log
+    assert "bake: cache hit" in log, log
 
 
 def test_info_summarises_a_real_sample(testdata):

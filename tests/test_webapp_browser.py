@@ -71,6 +71,7 @@ def test_demo_route_in_browser(server, tmp_path):
         page.get_by_label("texture_size — procedural texture size in pixels").fill("64")
         page.get_by_label("splats — Gaussian splats sampled on the surface").fill("500")
         page.get_by_label("turntable_frames — frames of the turntable video").fill("8")
+        page.get_by_label("reconstruct — also reconstruct the sample from rendered views (fit → mesh → bake)").uncheck()
         page.locator("#run-demo").click()
         status = page.locator("#status-demo textarea")
         seen = set()
