@@ -150,6 +150,107 @@ def demo(
     _finish_job(job, as_json)
 
 
+@app.command()
+def reconstruct(
+    source: Path = typer.Argument(..., help="folder of photos, a COLMAP capture (sparse/0 + images/) or a transforms.json folder"),
+    out: Path = typer.Option(Path("studio-out/reconstruction"), "--out", "-o", help="output folder"),
+    max_size: int = typer.Option(384, help="longest image side used for fitting"),
+    iterations: int = typer.Option(600, help="splat fit iterations"),
+    target_faces: int = typer.Option(20000, help="faces of the output mesh"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Photos → SfM (pycolmap) → splats → mesh → baked PBR → validated GLB + USDZ + splats (+ transforms.json)."""
+    from studio.api import Studio
+
+    params = {"photos": str(source.resolve()), "out": str(out.resolve()), "max_size": max_size,
+              "iterations": iterations, "target_faces": target_faces}
+    try:
+        job = Studio().run("capture_to_asset", params, progress=None if as_json else _progress_printer())
+    except StudioError as e:
+        _fail(e)
+    _finish_job(job, as_json)
+
+
+@app.command("run")
+def run_pipeline(
+    pipeline: str = typer.Argument(..., help="pipeline name (see `studio pipelines`)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="KEY=VALUE, repeatable (checked against the pipeline's schema)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run any registered pipeline with parameters from its schema (the same one the API and web app use)."""
+    from studio.api import Studio
+
+    params = {}
+    for kv in param:
+        if "=" not in kv:
+            err_console.print(f"[red]error:[/] --param wants KEY=VALUE, got {kv!r}")
+            raise typer.Exit(2)
+        k, v = kv.split("=", 1)
+        params[k] = v
+    try:
+        job = Studio().run(pipeline, params, progress=None if as_json else _progress_printer())
+    except StudioError as e:
+        _fail(e)
+    _finish_job(job, as_json)
+
+
+@app.command("pipelines")
+def list_pipelines(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Registered pipelines, their parameters and whether their models are present."""
+    from studio.pipeline import params_schema
+    from studio.registry import availability, pipelines
+
+    rows = []
+    for p in pipelines().values():
+        ok, why = availability(p)
+        rows.append({"name": p.name, "available": ok, "reason": why, "description": p.description,
+                     "params": params_schema(p.params_type)})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    t = Table(title="pipelines")
+    for col in ("name", "available", "params", "description"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["name"], "[green]yes[/]" if r["available"] else "[red]no[/] (models missing: `studio models`)",
+                  ", ".join(r["params"]["properties"]), r["description"])
+    console.print(t)
+
+
+@app.command("eval")
+def eval_asset(
+    file: Path = typer.Argument(..., help="reconstructed asset (mesh and/or splats)"),
+    gt: Path = typer.Option(..., "--gt", help="ground-truth mesh file"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for metrics.json + metrics.html"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Chamfer distance, normal consistency and F-score @ 1 % of the diagonal against a ground-truth mesh."""
+    from studio.assets.io import load
+    from studio.pipelines.evaluate import evaluate
+
+    try:
+        subject = load(file)
+        m = evaluate(_meshes_only(subject), None, gt_mesh=load(gt), out_dir=out)
+    except StudioError as e:
+        _fail(e)
+    except ValueError as e:
+        err_console.print(f"[red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2)
+    if as_json:
+        print(json.dumps(m, indent=2, default=str))
+        return
+    sfc = m["surface"]
+    console.print(f"Chamfer {sfc['chamfer'] * 100:.3f} cm ({sfc['chamfer_fraction'] * 100:.2f} % of the diagonal), "
+                  f"F-score@1% {sfc['fscore']:.3f}, normal consistency {sfc['normal_consistency']:.3f}", highlight=False)
+
+
+def _meshes_only(asset):
+    """Evaluate geometry only (splats need held-out views)."""
+    from studio.assets import Asset
+
+    return Asset(meshes=asset.meshes) if asset.meshes else asset
+
+
 def _finish_job(job, as_json: bool) -> None:
     """Print a finished job's files and validation table; exit non-zero unless it succeeded."""
     from studio.assets.validate import ValidationReport

@@ -6,9 +6,27 @@ from .pipeline import Pipeline
 
 def pipelines() -> dict[str, Pipeline]:
     """All registered pipelines by name (imported lazily so the CLI starts fast)."""
+    from studio.pipelines.capture_pipeline import CAPTURE
     from studio.pipelines.demo import DEMO
+    from studio.pipelines.generate_pipelines import CAPTION, EXPORT, IMAGE_TO_ASSET, TEXT_TO_IMAGE
 
-    return {p.name: p for p in (DEMO,)} | extra_pipelines()
+    builtin = (DEMO, CAPTURE, IMAGE_TO_ASSET, TEXT_TO_IMAGE, CAPTION, EXPORT)
+    return {p.name: p for p in builtin} | extra_pipelines()
+
+
+def availability(pipe: Pipeline) -> tuple[bool, str]:
+    """(available, reason): a pipeline whose models are absent is unavailable, with how to provide them."""
+    if not pipe.requires:
+        return True, ""
+    from .errors import ModelUnavailableError
+    from .models import resolve
+
+    for name in pipe.requires:
+        try:
+            resolve(name)
+        except ModelUnavailableError as e:
+            return False, str(e)
+    return True, ""
 
 
 def extra_pipelines() -> dict[str, Pipeline]:

@@ -112,16 +112,25 @@ def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120,
 
     @app.get("/v1/pipelines", dependencies=[Depends(auth)])
     def list_pipelines() -> list[dict]:
-        return [
-            {"name": p.name, "description": p.description, "stages": [s.name for s in p.stages], "params": params_schema(p.params_type)}
-            for p in studio.runner.pipelines.values()
-        ]
+        from .registry import availability
+
+        out = []
+        for p in studio.runner.pipelines.values():
+            ok, why = availability(p)
+            out.append({"name": p.name, "description": p.description, "stages": [s.name for s in p.stages],
+                        "params": params_schema(p.params_type), "available": ok, "unavailable_reason": why or None})
+        return out
 
     @app.post("/v1/generate", dependencies=[Depends(auth)], status_code=202)
     def generate(req: GenerateRequest, request: Request, response: Response, idempotency_key: str | None = Header(default=None)) -> dict:
         client = request.client.host if request.client else "?"
         if not limiter.allow(client):
             raise HTTPException(429, "too many job submissions; slow down")
+        from .registry import availability
+
+        ok, why = availability(studio.runner.pipeline(req.pipeline))
+        if not ok:
+            raise ModelUnavailableError(f"pipeline {req.pipeline} is unavailable: {why}")
         existing = studio.store.by_idempotency_key(idempotency_key) if idempotency_key else None
         job = studio.runner.submit(req.pipeline, req.params, idempotency_key=idempotency_key)
         if existing is not None:

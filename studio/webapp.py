@@ -82,9 +82,14 @@ def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.B
             schema = params_schema(pipe.params_type)
             with gr.Tab(pipe.name):
                 gr.Markdown(pipe.description or pipe.name)
+                from .registry import availability
+
+                ok, why = availability(pipe)
+                if not ok:
+                    gr.Markdown(f"**Unavailable on this machine** — {why}", elem_id=f"unavailable-{pipe.name}")
                 names = list(schema["properties"])
                 inputs = [_component(n, schema["properties"][n]) for n in names]
-                run_btn = gr.Button(f"Run {pipe.name}", variant="primary", elem_id=f"run-{pipe.name}")
+                run_btn = gr.Button(f"Run {pipe.name}", variant="primary", elem_id=f"run-{pipe.name}", interactive=ok)
                 status = gr.Textbox(label="status", interactive=False, elem_id=f"status-{pipe.name}")
                 with gr.Row():
                     preview = gr.Model3D(label="3D preview", elem_id=f"preview-{pipe.name}", interactive=False)

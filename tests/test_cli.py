@@ -111,3 +111,28 @@ def test_models_listing_and_missing_model_exit_code(tmp_path, monkeypatch):
     r = runner.invoke(app, ["generate", "image", "a chair", "--steps", "2", "-o", str(tmp_path / "img")])
     assert r.exit_code == 6 and "stable-diffusion-v1-5/stable-diffusion-v1-5" in r.output
     assert not (tmp_path / "img").exists() or not any((tmp_path / "img").iterdir()), "no placeholder image"
+
+
+def test_reconstruct_a_real_capture_end_to_end(testdata, tmp_path):
+    """`studio reconstruct` on the buddha capture (13 real photos, shipped COLMAP poses): every
+    output validates and the posed views are exported for nerfstudio. Small settings keep it quick;
+    quality on this capture is measured in tests/test_capture.py and bench/."""
+    out = tmp_path / "buddha"
+    r = runner.invoke(app, ["reconstruct", str(testdata / "capture/buddha"), "-o", str(out), "--max-size", "128",
+                            "--iterations", "40", "--target-faces", "2000", "--json"])
+    assert r.exit_code == 0, r.output
+    job = json.loads(r.stdout)
+    assert job["state"] == "succeeded" and all(v["errors"] == 0 for v in job["validation"])
+    ns = json.loads((out / "nerfstudio" / "transforms.json").read_text())
+    assert len(ns["frames"]) == 13
+    r = runner.invoke(app, ["run", "capture_to_asset", "-p", "photos=/nonexistent/folder"])
+    assert r.exit_code != 0
+
+
+def test_pipelines_list_marks_missing_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    r = runner.invoke(app, ["pipelines", "--json"])
+    rows = {p["name"]: p for p in json.loads(r.stdout)}
+    assert rows["demo"]["available"] and rows["capture_to_asset"]["available"]
+    assert not rows["text_to_image"]["available"] and "hf download" in rows["text_to_image"]["reason"]

@@ -147,6 +147,14 @@ def test_models_listed_and_missing_caption_model_is_503_with_instructions(studio
     c = TestClient(create_app(studio))
     models = {m["name"]: m for m in c.get("/v1/models").json()}
     assert models["blip-base"]["present"] is False and models["blip-base"]["repo_id"].startswith("Salesforce/")
+    from studio.registry import pipelines
+
+    studio.runner.pipelines.update(pipelines())
+    pipes = {p["name"]: p for p in c.get("/v1/pipelines").json()}
+    assert pipes["demo"]["available"] and not pipes["text_to_image"]["available"]
+    assert "stable-diffusion-v1-5" in pipes["text_to_image"]["unavailable_reason"]
+    r = c.post("/v1/generate", json={"pipeline": "text_to_image", "params": {"prompt": "a chair"}})
+    assert r.status_code == 503 and "hf download" in r.json()["detail"]
     r = c.post("/v1/caption", files={"file": ("x.png", _png(16, 16), "image/png")})
     assert r.status_code == 503 and r.json()["error"] == "ModelUnavailableError"
     assert "Salesforce/blip-image-captioning-base" in r.json()["detail"]

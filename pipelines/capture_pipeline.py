@@ -1,0 +1,110 @@
+"""`capture_to_asset`: photos (or a COLMAP model / transforms.json capture) → splats → mesh →
+baked PBR → validated GLB + USDZ + splat PLY, plus the posed views as transforms.json so the same
+capture can be trained with nerfstudio."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.assets import Asset, AssetMetadata
+from studio.pipeline import Pipeline, Stage, StageContext, param
+
+from .demo import _write_validated
+
+
+@dataclass(frozen=True)
+class CaptureParams:
+    photos: str = param(help="folder of photos, a COLMAP capture (sparse/0 + images/) or a transforms.json folder")
+    max_size: int = param(384, "longest image side used for fitting", minimum=32, maximum=4096)
+    iterations: int = param(600, "splat fit iterations", minimum=10, maximum=30000)
+    target_faces: int = param(20000, "faces of the output mesh", minimum=100, maximum=1_000_000)
+    bake_size: int = param(1024, "baked texture size", minimum=64, maximum=8192)
+    seed: int = param(0, "random seed")
+    out: str = param("", "folder for the results (default: the job's folder)")
+
+
+VIEW_KEYS = ("photos", "max_size")
+FIT_KEYS = VIEW_KEYS + ("iterations", "seed")
+MESH_KEYS = FIT_KEYS + ("target_faces", "bake_size")
+
+
+def _meshing(p: CaptureParams):
+    from .reconstruct import MeshingParams
+
+    return MeshingParams(texture_size=p.bake_size, target_faces=p.target_faces)
+
+
+def stage_views(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
+    """SfM (or the given poses) → posed, undistorted views + sparse points."""
+    from .capture import capture_to_views
+
+    views, pts, cols, report = capture_to_views(p.photos, max_size=p.max_size, progress=ctx.progress)
+    return {"views": views, "points": pts, "colors": cols, "report": asdict(report)}
+
+
+def stage_fit(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext):
+    from .splat_fit import FitParams, fit_splats
+
+    v = inputs["views"]
+    it = p.iterations
+    fit = FitParams(iterations=it, refine_start=it // 6, refine_stop=int(it * 0.75), refine_every=max(10, it // 12), seed=p.seed)
+    splats, _ = fit_splats(v["views"], fit, v["points"], v["colors"], progress=ctx.progress, cancel=ctx.is_cancelled)
+    return splats
+
+
+def stage_mesh(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext):
+    from .reconstruct import mesh_from_splats
+
+    return mesh_from_splats(inputs["fit"], inputs["views"]["views"].cameras, _meshing(p), ctx.progress, ctx.is_cancelled)
+
+
+def stage_bake(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> Asset:
+    from .reconstruct import bake_asset
+
+    dense, low = inputs["mesh"]
+    asset, uv = bake_asset(dense, low, inputs["views"]["views"], inputs["fit"], _meshing(p), ctx.progress, ctx.is_cancelled)
+    asset.metadata = AssetMetadata(name=Path(p.photos).name, pipeline="capture_to_asset", method="fit", seed=p.seed,
+                                   extras={"uv": uv, "capture": inputs["views"]["report"]})
+    return asset
+
+
+def stage_export(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Path]:
+    from studio.renderers.thumbnails import render_turntable, thumbnail
+
+    from .capture import export_transforms_json
+
+    asset: Asset = inputs["bake"]
+    out = Path(p.out) if p.out else ctx.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    mesh = Asset(meshes=asset.meshes, metadata=asset.metadata)
+    files: dict[str, Path] = {}
+    reports: list[dict] = []
+    ctx.progress(0.0, "writing + validating")
+    _write_validated(mesh, out / "asset.glb", files, reports, "glb")
+    _write_validated(mesh, out / "asset.usdz", files, reports, "usdz")
+    _write_validated(Asset(splats=asset.splats, metadata=asset.metadata), out / "splats.ply", files, reports, "splat_ply")
+    ctx.progress(0.4, "writing transforms.json for nerfstudio")
+    files["transforms"] = export_transforms_json(inputs["views"]["views"], out / "nerfstudio")
+    ctx.progress(0.6, "rendering thumbnail and turntable")
+    files["thumbnail"] = thumbnail(mesh, out / "thumbnail.png", size=512)
+    files["turntable"] = render_turntable(mesh, out / "turntable.mp4", frames=48, size=384,
+                                          progress=lambda f, m: ctx.progress(0.6 + 0.4 * f, m))
+    (out / "validation.json").write_text(json.dumps(reports, indent=2))
+    files["validation"] = out / "validation.json"
+    return files
+
+
+CAPTURE = Pipeline(
+    name="capture_to_asset",
+    params_type=CaptureParams,
+    stages=(
+        Stage("views", stage_views, params=VIEW_KEYS, weight=1.0),
+        Stage("fit", stage_fit, inputs=("views",), params=FIT_KEYS, weight=6.0),
+        Stage("mesh", stage_mesh, inputs=("fit", "views"), params=MESH_KEYS, weight=1.0),
+        Stage("bake", stage_bake, inputs=("mesh", "views", "fit"), params=MESH_KEYS, weight=1.5),
+        Stage("export", stage_export, inputs=("bake", "views"), cache=False, weight=1.0),
+    ),
+    description="Photos (or a COLMAP / transforms.json capture) → SfM → splat fit → mesh → baked PBR → GLB + USDZ + splats",
+)
