@@ -5,7 +5,10 @@ Architecture (Zero-1-to-3 / Stable Zero123, diffusers folder layout):
   model_index.json + unet/ (UNet2DConditionModel, in_channels 8 = 4 noisy latents + 4 latents of the
   conditioning image), vae/ (AutoencoderKL), image_encoder/ (CLIPVisionModelWithProjection),
   feature_extractor/ (CLIPImageProcessor), scheduler/ (DDIM, Euler, ...) and cc_projection/
-  (`CCProjection`: `projection = nn.Linear(768 + 4, 768)`; config {"in_channel", "out_channel"}).
+  (`CCProjection`: `projection = nn.Linear(768 + 4, 768)`; sizes read from the weights, as the
+  community Zero1to3 pipeline saves no config for it). Repos in this layout: kxic/zero123-xl-style
+  conversions (e.g. "ashawkey/stable-zero123-diffusers"); the Hub repo stabilityai/stable-zero123
+  itself ships the original `stable_zero123.ckpt`, which must be converted to this folder layout.
   Conditioning per target view: CLIP image embedding (B,1,768) ++ pose (B,1,4) → cc_projection →
   encoder_hidden_states (B,1,768). The conditioning image latents are the VAE posterior *mode*
   without the scaling factor (as Zero123 does). Classifier-free guidance uses zero embeddings and
@@ -158,10 +161,7 @@ class Zero123Model:
 def _load_cc_projection(folder: Path):
     import torch
 
-    cls = CCProjection()
     sub = folder / "cc_projection"
-    cfg = json.loads((sub / "config.json").read_text())
-    m = cls(in_channel=int(cfg["in_channel"]), out_channel=int(cfg["out_channel"]))
     files = sorted(sub.glob("*.safetensors")) or sorted(sub.glob("*.bin"))
     if not files:
         raise ModelUnavailableError(f"{sub}: no weights (*.safetensors or *.bin)")
@@ -172,6 +172,11 @@ def _load_cc_projection(folder: Path):
     else:
         sd = torch.load(files[0], map_location="cpu", weights_only=True)
     sd = {(k if k.startswith("projection.") else f"projection.{k}"): v for k, v in sd.items()}
+    if "projection.weight" not in sd:
+        raise ModelUnavailableError(f"{files[0]}: no projection weight (keys: {', '.join(sorted(sd))[:200]})")
+    # shapes from the weights: the community Zero1to3 CCProjection does not register its config
+    out_ch, in_ch = sd["projection.weight"].shape
+    m = CCProjection()(in_channel=int(in_ch), out_channel=int(out_ch))
     m.load_state_dict(sd)
     return m
 
@@ -341,3 +346,42 @@ def image_to_multiview(
     srgb = sample_views(m, prep.image, poses, steps, guidance, seed, scheduler, progress, cancel)
     masks = (np.abs(srgb - 1.0).max(axis=3) > 0.08).astype(np.float32)
     return Views(srgb_to_linear(srgb).astype(np.float32), rig.cameras(), masks)
+
+
+# ---- CLI-callable ------------------------------------------------------------------------------------
+
+
+def save_views(views: Views, out_dir: str | Path, stem: str = "view") -> list[Path]:
+    """Write `<stem>_<i>.png` (sRGB, 8-bit) and `cameras.json` (OpenCV K, cam_to_world, width, height,
+    names; world +Y up, metres) atomically. Returns the PNG paths then the JSON path."""
+    from studio.assets.atomic import atomic_path, write_bytes_atomic
+    from studio.assets.colour import linear_to_srgb
+
+    from .generation_common import to_pil, to_uint8
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    srgb = to_uint8(linear_to_srgb(views.images))
+    for i, im in enumerate(srgb):
+        p = out / f"{stem}_{i}.png"
+        with atomic_path(p) as tmp:
+            to_pil(im).save(tmp, format="PNG")
+        paths.append(p)
+    c = views.cameras
+    cams = {"convention": "OpenCV (x right, y down, z forward); world metres, +Y up",
+            "width": c.width, "height": c.height, "names": list(c.names or ()),
+            "K": np.asarray(c.K).tolist(), "cam_to_world": np.asarray(c.cam_to_world).tolist()}
+    j = out / "cameras.json"
+    write_bytes_atomic(j, json.dumps(cams, indent=1).encode())
+    return paths + [j]
+
+
+def multiview_files(image: Any, out_dir: str | Path, model: str = DEFAULT_MODEL, n: int = 6, size: int = 256,
+                    steps: int = 50, guidance: float = 3.0, seed: int | None = 0, allow_network: bool = False,
+                    progress: Progress | None = None, cancel: Cancel | None = None) -> list[Path]:
+    """`studio generate multiview IMAGE`: generate on the default rig with `n` views of `size` px and
+    write them with `save_views`."""
+    views = image_to_multiview(image, model=model, rig=MultiviewRig(n=n, size=size), steps=steps, guidance=guidance,
+                               seed=seed, allow_network=allow_network, progress=progress, cancel=cancel)
+    return save_views(views, out_dir)

@@ -112,6 +112,19 @@ def text_to_asset(
     return asset
 
 
+def text_to_asset_files(prompt: str, out_dir: str | Path, formats: tuple[str, ...] = ("glb", "usdz"),
+                        **kwargs: Any) -> dict[str, Path]:
+    """`studio generate 3d PROMPT`: run `text_to_asset(prompt, **kwargs)` and write `asset.<fmt>` for each
+    format (validated where a validator exists). Returns {format: path}."""
+    from studio.assets.io import save
+    from studio.assets.validate import VALIDATORS
+
+    asset = text_to_asset(prompt, **kwargs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return {f: save(asset, out / f"asset.{f}", validate=f".{f}" in VALIDATORS) for f in formats}
+
+
 # ---- job pipeline (for studio.registry) ----------------------------------------------------------------
 
 

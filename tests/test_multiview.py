@@ -219,3 +219,52 @@ def test_text_to_asset_missing_models_are_all_named():
         assert repo in msg
     with pytest.raises(ModelUnavailableError, match="stabilityai/TripoSR"):
         text_to_asset("a red chair", method="feedforward")
+
+
+def test_input_is_masked_recentred_and_padded(registered):
+    """The same object off-centre on white, centred on white, and centred with an alpha channel over
+    a black background all give the same conditioning image, hence identical views."""
+    a = run()
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 12**2
+    centred = np.full((64, 64, 3), 255, np.uint8)
+    centred[disc] = (200, 30, 30)
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[disc] = (200, 30, 30, 255)
+    for img in (centred, rgba):
+        v = mv.image_to_multiview(img, model="tiny-z123", rig=RIG, steps=2, guidance=3.0, seed=1, cache=CACHE)
+        np.testing.assert_array_equal(v.images, a.images)
+
+
+def test_multiview_files_write_views_and_cameras(registered, tmp_path):
+    import json
+
+    from PIL import Image
+
+    paths = mv.multiview_files(object_image(), tmp_path / "out", model="tiny-z123", n=3, size=32, steps=1, seed=3)
+    assert [p.name for p in paths] == ["view_0.png", "view_1.png", "view_2.png", "cameras.json"]
+    assert np.asarray(Image.open(paths[0])).shape == (32, 32, 3)
+    cams = json.loads(paths[-1].read_text())
+    rig = mv.MultiviewRig(n=3, size=32)
+    np.testing.assert_allclose(cams["cam_to_world"], rig.cameras().cam_to_world)
+    np.testing.assert_allclose(cams["K"], rig.cameras().K)
+
+
+def test_cc_projection_loads_community_layout(tiny, tmp_path):
+    """The community Zero1to3 CCProjection saves no sizes in its config; bare Linear keys load too."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "z"
+    shutil.copytree(tiny["zero123"], folder)
+    ref = mv.load_zero123(tiny["zero123"]).cc_projection.projection
+    sub = folder / "cc_projection"
+    for f in sub.iterdir():
+        f.unlink()
+    (sub / "config.json").write_text('{"_class_name": "CCProjection", "_diffusers_version": "0.21.0"}')
+    save_file({"weight": ref.weight.detach().clone(), "bias": ref.bias.detach().clone()}, str(sub / "diffusion_pytorch_model.safetensors"))
+    got = mv.load_zero123(folder).cc_projection.projection
+    assert got.in_features == 36 and got.out_features == 32
+    assert torch.equal(got.weight, ref.weight)
