@@ -27,7 +27,10 @@ sphere of `radius`:
     eye = radius · (cos el · sin az, sin el, cos el · cos az)
 and looks at the origin with +Y up (`Cameras.look_at`, OpenCV axes), square images of `size` px,
 vertical field of view `fov_deg`. Default: 6 views at azimuths 30, 90, …, 330 alternating
-elevations +20° / −10° (the Zero123++ rig), radius 2.0, fov 30°.
+elevations +20° / −10° (the Zero123++ rig), radius 2.0, the field of view Zero123 was trained with
+(≈ 49.13°: its Objaverse renders used a 35 mm lens on a 32 mm sensor). Δradius is 0, so the views
+keep the input's apparent size; one image has no metric scale, so the world's scale is set by
+`radius` (with foreground_ratio 0.8 the object spans roughly ±0.7 m).
 """
 from __future__ import annotations
 
@@ -48,6 +51,8 @@ from .generation_common import Cancel, Progress, check_cancel, resolve_seed
 DEFAULT_MODEL = "stable-zero123"
 COMPONENTS = ("unet", "vae", "image_encoder", "feature_extractor", "scheduler", "cc_projection")
 SCHEDULERS = ("ddim", "euler")
+# Zero123's Objaverse renders: a 35 mm lens on a 32 mm sensor → 2·atan(16/35) ≈ 49.13° field of view.
+ZERO123_FOV_DEG = float(np.degrees(2 * np.arctan(16 / 35)))
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class MultiviewRig:
     azimuths: tuple[float, ...] | None = None
     azimuth_offset: float = 30.0
     radius: float = 2.0
-    fov_deg: float = 30.0
+    fov_deg: float = ZERO123_FOV_DEG
     size: int = 256
     input_elevation: float = 0.0
     input_radius: float = 2.0
