@@ -1,4 +1,4 @@
-"""Shap-E text → 3D with a tiny random ShapEPipeline (1-layer PriorTransformer, 2-layer CLIP text encoder,
+"""Shap-E text → 3D and image → 3D with tiny random ShapEPipeline / ShapEImg2ImgPipeline (1-layer PriorTransformer, 2-layer CLIP text encoder,
 8-wide ShapERenderer) built and saved by the test, loaded through the registry, decoded to a mesh on
 a 24³ grid and exported as a validated GLB. The renderer's marching-cubes lookup buffers (constants
 shipped in the real checkpoint, zeros in a fresh module) are derived here from scikit-image's
@@ -24,7 +24,8 @@ from studio.assets.io import load, save  # noqa: E402
 from studio.assets.validate import validate  # noqa: E402
 from studio.errors import CancelledError, InvalidAssetError, ModelUnavailableError  # noqa: E402
 from studio.models import PipelineCache  # noqa: E402
-from studio.pipelines.shap_e import ShapEParams, mesh_output_to_asset, shap_e_text_to_3d  # noqa: E402
+from studio.pipelines.shap_e import (ShapEParams, mesh_output_to_asset, shap_e_image_to_3d,  # noqa: E402
+                                     shap_e_text_to_3d)
 
 CACHE = PipelineCache()
 
@@ -84,6 +85,34 @@ def save_tiny_shap_e(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def save_tiny_shap_e_img2img(folder: Path, seed: int = 0) -> Path:
+    """openai/shap-e-img2img layout: prior (image-embedding projection), image_encoder (2-layer CLIPVisionModel,
+    32 px, 8 px patches), image_processor, scheduler, shap_e_renderer."""
+    from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEImg2ImgPipeline
+    from diffusers.pipelines.shap_e import ShapERenderer
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(seed)
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, embedding_dim=16, num_embeddings=32,
+                             embedding_proj_dim=16, time_embed_dim=64, num_layers=1, clip_embed_dim=32,
+                             additional_embeddings=0, time_embed_act_fn="gelu", norm_in_type="layer",
+                             embedding_proj_norm_type="layer", encoder_hid_proj_type=None, added_emb_type=None)
+    enc = CLIPVisionModel(CLIPVisionConfig(hidden_size=16, image_size=32, projection_dim=16, intermediate_size=24,
+                                           num_attention_heads=2, num_hidden_layers=2, patch_size=8))
+    renderer = ShapERenderer(param_shapes=((8, 93), (8, 8), (8, 8), (8, 8)), d_latent=16, d_hidden=8, n_output=12,
+                             background=(0.1, 0.1, 0.1))
+    cases, masks = marching_cubes_table()
+    renderer.mesh_decoder.cases.copy_(cases)
+    renderer.mesh_decoder.masks.copy_(masks)
+    sched = HeunDiscreteScheduler(beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample",
+                                  use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
+    proc = CLIPImageProcessor(crop_size=32, size=32, resample=3, image_mean=[0.48145466, 0.4578275, 0.40821073],
+                              image_std=[0.26862954, 0.26130258, 0.27577711])
+    ShapEImg2ImgPipeline(prior=prior, image_encoder=enc, image_processor=proc, scheduler=sched,
+                         shap_e_renderer=renderer).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     with single_thread():
@@ -92,7 +121,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def shap_e_folder(tmp_path_factory, one_thread):
-    return save_tiny_shap_e(tmp_path_factory.mktemp("shap_e") / "shap-e")
+    root = tmp_path_factory.mktemp("shap_e")
+    return save_tiny_shap_e(root / "shap-e"), save_tiny_shap_e_img2img(root / "shap-e-img2img")
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +131,8 @@ def env(tmp_path, monkeypatch, shap_e_folder):
 
     d = tmp_path / "models"
     d.mkdir()
-    (d / "shap-e").symlink_to(shap_e_folder, target_is_directory=True)  # the built-in name
+    (d / "shap-e").symlink_to(shap_e_folder[0], target_is_directory=True)  # the built-in names
+    (d / "shap-e-img2img").symlink_to(shap_e_folder[1], target_is_directory=True)
     monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("STUDIO_MODELS", str(d))
     monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path / "hf"))
@@ -139,6 +170,21 @@ def test_text_to_3d_deterministic_under_seed():
         a.meshes[0].vertices, c.meshes[0].vertices)
 
 
+def test_image_to_3d_exports_validated_glb(tmp_path):
+    rng = np.random.default_rng(0)
+    img = (rng.uniform(size=(40, 48, 3)) * 255).astype(np.uint8)
+    a = shap_e_image_to_3d(img, params=P, cache=CACHE)
+    assert a.triangle_count > 0 and a.metadata.pipeline == "image_to_3d"
+    assert save(a, tmp_path / "a.glb", validate=True).is_file()
+    again = shap_e_image_to_3d(img, params=P, cache=CACHE)
+    other = shap_e_image_to_3d(img[::-1].copy(), params=P, cache=CACHE)
+    assert np.array_equal(a.meshes[0].vertices, again.meshes[0].vertices)
+    va, vo = a.meshes[0].vertices, other.meshes[0].vertices
+    assert va.shape != vo.shape or not np.array_equal(va, vo)  # the image conditions the prior
+    with pytest.raises(InvalidAssetError, match="uint8"):
+        shap_e_image_to_3d(img.astype(np.float32), params=P, cache=CACHE)
+
+
 def test_cancel_between_prior_steps():
     with pytest.raises(CancelledError):
         shap_e_text_to_3d("a red chair", params=P, cache=CACHE, cancel=lambda: True)
@@ -146,8 +192,6 @@ def test_cancel_between_prior_steps():
 
 def test_missing_and_wrong_models(tmp_path, monkeypatch):
     with pytest.raises(ModelUnavailableError, match="ShapEImg2ImgPipeline"):
-        from studio.pipelines.shap_e import shap_e_image_to_3d
-
         shap_e_image_to_3d(np.zeros((32, 32, 3), np.uint8), model="shap-e", params=P, cache=CACHE)
     monkeypatch.setenv("STUDIO_MODELS", str(tmp_path / "empty"))
     with pytest.raises(ModelUnavailableError, match="openai/shap-e"):
