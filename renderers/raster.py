@@ -448,6 +448,13 @@ class Renderer:
             self.ctx.release()
             self.ctx = None
 
+    def make_current(self) -> None:
+        """Make this renderer's own context current on this thread. Other GL users in the process
+        (an OpenXR session, a viewer window) switch the current EGL/GLX context; drawing without
+        switching back would issue our calls into their context."""
+        if self.owns_context and self.ctx is not None:
+            self.ctx.__enter__()
+
     def forget(self, asset: Asset) -> None:
         """Drop the GPU copy of `asset` (call after editing its geometry or textures in place)."""
         entry = self._assets.pop(id(asset), None)
@@ -786,6 +793,7 @@ class Renderer:
     ) -> RenderResult:
         """Render every camera. See the module-level `render` for the arguments."""
         mgl = self._mgl
+        self.make_current()
         passes = tuple(passes)
         unknown = set(passes) - set(PASSES)
         if unknown:

@@ -602,3 +602,23 @@ def test_renderer_reuses_uploads():
         assert r._upload(asset) is gpu
         r.forget(asset)
         assert r._upload(asset) is not gpu
+
+
+def test_renderer_survives_another_gl_context_becoming_current():
+    """An OpenXR session or a viewer window makes its own context current; the shared renderer must
+    switch back to its own before drawing (regression: garbage colours after the OpenXR tests)."""
+    from studio.renderers.raster import create_headless_context, default_renderer
+
+    colour = (0.2, 0.5, 0.8, 1.0)
+    asset = Asset(meshes=[quad(Material(base_color_factor=colour))])
+    default_renderer().render(asset, front_camera(), unlit=True)
+    other = create_headless_context()  # becomes the current context of this thread
+    try:
+        other.clear(1.0, 0.0, 0.0, 1.0)
+        res = default_renderer().render(Asset(meshes=[quad(Material(base_color_factor=colour))]), front_camera(),
+                                        unlit=True, passes=("rgb", "alpha"))
+    finally:
+        other.release()
+    inside = res.alpha[0] == 1.0
+    assert inside.sum() > 500
+    assert np.abs(res.rgb[0][inside].astype(int) - srgb8(colour[:3])).max() <= 1
