@@ -150,6 +150,13 @@ def _init_splats(p: SDSParams, rng: np.random.Generator) -> GaussianSplats:
     return GaussianSplats(means, q, np.full((n, 3), math.log(scale)), np.full(n, math.log(0.1 / 0.9)), sh)
 
 
+def sds_loss(latents: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The stop-gradient SDS loss ½‖z − sg(z − g)‖²: its value is ½‖g‖² and d loss / d z = g (up to float rounding),
+    so backpropagation carries the score-distillation gradient g (same shape as z) into the renderer."""
+    target = (latents.float() - grad.float()).detach()
+    return 0.5 * ((latents.float() - target) ** 2).sum()
+
+
 def sds_splats(
     prompt: str,
     model: str = "sd15",
@@ -220,8 +227,7 @@ def sds_splats(
             uncond, cond = out.float().chunk(2)
             eps_hat = uncond + params.guidance_scale * (cond - uncond)
             grad = torch.nan_to_num((1 - a) * (eps_hat - noise.float()))
-        target = (latents.float() - grad).detach()
-        loss = 0.5 * ((latents.float() - target) ** 2).sum()
+        loss = sds_loss(latents, grad)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.sqrt(sum((v.grad.float() ** 2).sum() for v in gp.values() if v.grad is not None))

@@ -19,7 +19,7 @@ from tiny_models import save_tiny_sd, single_thread  # noqa: E402
 
 from studio.errors import CancelledError, ModelUnavailableError  # noqa: E402
 from studio.models import PipelineCache  # noqa: E402
-from studio.pipelines.sds import SDSParams, random_camera, sds_splats, t_max_at  # noqa: E402
+from studio.pipelines.sds import SDSParams, random_camera, sds_loss, sds_splats, t_max_at  # noqa: E402
 
 CACHE = PipelineCache()
 
@@ -111,6 +111,17 @@ def test_annealing_and_cameras():
     assert np.degrees(np.arcsin(c[1] / 2.0)) == pytest.approx(10.0)
     uv, depth = cam.project(np.zeros((1, 3)))
     assert np.allclose(uv[0], [cam.width / 2, cam.height / 2]) and depth[0] > 0  # looks at the origin
+
+
+def test_sds_loss_gradient_is_exactly_g():
+    import torch
+
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    g = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    loss = sds_loss(z, g)
+    loss.backward()
+    assert torch.allclose(z.grad, g, rtol=0, atol=1e-6)  # z − (z − g) up to float rounding
+    assert float(loss) == pytest.approx(0.5 * float((g**2).sum()), rel=1e-6)
 
 
 def test_missing_model_names_repo():
