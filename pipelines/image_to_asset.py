@@ -3,7 +3,7 @@
 `image_to_asset(image, method)`:
 - "feedforward": TripoSR (registry name "tripo-sr", repo stabilityai/TripoSR) in one network pass;
   ModelUnavailableError naming the repo id and how to provide it when its weights are absent.
-- "fit": the multiview stage (registry name "zero123plus") makes posed views, then
+- "fit": the multiview stage (registry name "stable-zero123", a Zero123-class model) makes posed views, then
   `reconstruct.views_to_asset` fits Gaussian splats and bakes a mesh; with "instant-mesh" weights
   present `method="multiview-feedforward"` reconstructs those views in one InstantMesh pass instead.
 - "auto" (default): feedforward when tripo-sr resolves; else multiview + InstantMesh when both
@@ -36,7 +36,7 @@ Progress = Callable[[float, str], None] | None
 Cancel = Callable[[], bool] | None
 
 SINGLE_IMAGE_MODEL = "tripo-sr"
-MULTIVIEW_MODEL = "zero123plus"
+MULTIVIEW_MODEL = "stable-zero123"
 MULTIVIEW_RECON_MODEL = "instant-mesh"
 METHODS = ("auto", "feedforward", "fit", "multiview-feedforward")
 

@@ -463,20 +463,31 @@ def generate_video(
 
 @generate_app.command("3d")
 def generate_3d(
-    image: Path = typer.Argument(..., help="a photo or render of one object (alpha channel used as the mask)"),
+    image: Optional[Path] = typer.Argument(None, help="a photo or render of one object (alpha channel used as the mask)"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="text → 3D instead: text → image → (feed-forward | multiview + fit)"),
     out: Path = typer.Option(Path("studio-out/asset.glb"), "--out", "-o", help="GLB/USDZ/... by extension"),
     method: str = typer.Option("auto", help="auto | feedforward (TripoSR) | fit (multiview + splat fit)"),
+    seed: Optional[int] = typer.Option(None, help="random seed for the generative stages"),
     model_path: Optional[Path] = typer.Option(None, "--model-path", help="explicit TripoSR folder (config.yaml + model.ckpt)"),
     allow_network: bool = typer.Option(False, "--allow-network", help="download missing models from the Hub"),
 ) -> None:
-    """Image → 3D asset: a feed-forward model when its weights are present, else multiview + fit."""
+    """Image → 3D or text → 3D: a feed-forward model when its weights are present, else multiview + fit."""
     from studio.assets.io import save
     from studio.assets.validate import VALIDATORS
-    from studio.pipelines.image_to_asset import image_to_asset
 
+    if (image is None) == (prompt is None):
+        err_console.print("[red]error:[/] give an IMAGE or --prompt TEXT (one of them)")
+        raise typer.Exit(2)
     try:
-        asset = image_to_asset(str(image), method=method, local_path=model_path, allow_network=allow_network,
-                               progress=_progress_printer())
+        if prompt is not None:
+            from studio.pipelines.text_to_asset import text_to_asset
+
+            asset = text_to_asset(prompt, method=method, seed=seed, allow_network=allow_network, progress=_progress_printer())
+        else:
+            from studio.pipelines.image_to_asset import image_to_asset
+
+            asset = image_to_asset(str(image), method=method, local_path=model_path, allow_network=allow_network,
+                                   progress=_progress_printer())
         save(asset, out, validate=out.suffix.lower() in VALIDATORS)
     except ValueError as e:
         err_console.print(f"[red]error:[/] {e}", highlight=False)
@@ -484,6 +495,28 @@ def generate_3d(
     except StudioError as e:
         _fail(e)
     console.print(f"wrote {out} (method {asset.metadata.method}, model {asset.metadata.model})", highlight=False)
+
+
+@generate_app.command("multiview")
+def generate_multiview(
+    image: Path = typer.Argument(..., help="a photo or render of one object"),
+    out: Path = typer.Option(Path("studio-out/multiview"), "--out", "-o", help="output folder (PNGs + cameras.json)"),
+    model: str = typer.Option("stable-zero123", help="Zero123-class model (see `studio models`)"),
+    views: int = typer.Option(6, min=1, max=64),
+    size: int = typer.Option(256, min=32, max=2048),
+    steps: int = typer.Option(50, min=1, max=500),
+    seed: int = typer.Option(0),
+    allow_network: bool = typer.Option(False, "--allow-network"),
+) -> None:
+    """Image → posed novel views at a fixed, known camera rig (ready for reconstruction)."""
+    from studio.pipelines.multiview import multiview_files
+
+    try:
+        paths = multiview_files(image, out, model=model, n=views, size=size, steps=steps, seed=seed,
+                                allow_network=allow_network, progress=_progress_printer())
+    except StudioError as e:
+        _fail(e)
+    console.print(f"wrote {len(paths)} files to {out}")
 
 
 @app.command()

@@ -9,8 +9,9 @@ def pipelines() -> dict[str, Pipeline]:
     from studio.pipelines.capture_pipeline import CAPTURE
     from studio.pipelines.demo import DEMO
     from studio.pipelines.generate_pipelines import CAPTION, EXPORT, IMAGE_TO_ASSET, TEXT_TO_IMAGE
+    from studio.pipelines.text_to_asset import TEXT_TO_ASSET
 
-    builtin = (DEMO, CAPTURE, IMAGE_TO_ASSET, TEXT_TO_IMAGE, CAPTION, EXPORT)
+    builtin = (DEMO, CAPTURE, IMAGE_TO_ASSET, TEXT_TO_ASSET, TEXT_TO_IMAGE, CAPTION, EXPORT)
     return {p.name: p for p in builtin} | extra_pipelines()
 
 

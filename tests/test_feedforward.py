@@ -182,10 +182,10 @@ def test_missing_weights_raise_with_repo_ids():
         image_to_asset(img, method="feedforward")
     with pytest.raises(ModelUnavailableError) as e:
         image_to_asset(img, method="auto")
-    assert "stabilityai/TripoSR" in str(e.value) and "sudo-ai/zero123plus-v1.2" in str(e.value)
+    assert "stabilityai/TripoSR" in str(e.value) and "stabilityai/stable-zero123" in str(e.value)
     with pytest.raises(ModelUnavailableError, match="TencentARC/InstantMesh"):
         load_model("instant-mesh")
-    with pytest.raises(ModelUnavailableError, match="sudo-ai/zero123plus-v1.2"):
+    with pytest.raises(ModelUnavailableError, match="stabilityai/stable-zero123"):
         image_to_asset(img, method="fit")
     with pytest.raises(ValueError, match="unknown method"):
         image_to_asset(img, method="magic")
@@ -208,8 +208,8 @@ def test_published_style_config_yaml_is_read_and_foreign_classes_refused(tmp_pat
 
 
 def test_auto_picks_fit_when_feedforward_weights_are_absent(tmp_path):
-    (tmp_path / "models" / "zero123plus").mkdir(parents=True)
-    (tmp_path / "models" / "zero123plus" / "model_index.json").write_text("{}")
+    (tmp_path / "models" / "stable-zero123").mkdir(parents=True)
+    (tmp_path / "models" / "stable-zero123" / "model_index.json").write_text("{}")
     calls = {}
 
     def multiview(image, progress=None, cancel=None):
@@ -223,7 +223,7 @@ def test_auto_picks_fit_when_feedforward_weights_are_absent(tmp_path):
 
     asset = image_to_asset(_image(), method="auto", multiview_fn=multiview, fit_fn=fit)
     assert calls == {"image": (320, 320, 3), "views": 6}
-    assert asset.metadata.method == "fit" and asset.metadata.model == "zero123plus"
+    assert asset.metadata.method == "fit" and asset.metadata.model == "stable-zero123"
     assert "fell back" in asset.metadata.extras["route"] and "stabilityai/TripoSR" in asset.metadata.extras["route"]
 
 
