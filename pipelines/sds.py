@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from studio.assets.asset import Asset, AssetMetadata
 from studio.assets.cameras import Cameras
 from studio.assets.colour import rgb_to_sh0
 from studio.assets.splats import GaussianSplats
@@ -245,3 +246,21 @@ def sds_splats(
     if stats is not None:
         stats.update(losses=losses, grad_norms=grad_norms, seed=seed, device=str(dev))
     return result
+
+
+def sds_to_asset(prompt: str, model: str = "sd15", init: GaussianSplats | None = None,
+                 params: SDSParams = SDSParams(), progress: Progress | None = None, cancel: Cancel | None = None,
+                 cache: PipelineCache | None = None) -> Asset:
+    """`sds_splats` wrapped as an Asset (splats only, +Y up, metres) whose metadata records the prompt,
+    seed, model and every SDS parameter — ready for a splat PLY/spz export or the mesh/bake route."""
+    stats: dict = {}
+    if params.seed is None:
+        from dataclasses import replace
+
+        params = replace(params, seed=resolve_seed(None))
+    splats = sds_splats(prompt, model, init, params, progress, cancel, cache, stats)
+    extras = {k: v for k, v in params.__dict__.items() if k not in ("seed", "model_path", "allow_network")}
+    extras["final_loss"] = stats["losses"][-1] if stats["losses"] else None
+    meta = AssetMetadata(name="sds", prompt=prompt, negative_prompt=params.negative_prompt or None, seed=params.seed,
+                         pipeline="text_to_3d", method="sds", model=model, extras=extras)
+    return Asset(splats=splats, metadata=meta)

@@ -19,7 +19,8 @@ from tiny_models import save_tiny_sd, single_thread  # noqa: E402
 
 from studio.errors import CancelledError, ModelUnavailableError  # noqa: E402
 from studio.models import PipelineCache  # noqa: E402
-from studio.pipelines.sds import SDSParams, random_camera, sds_loss, sds_splats, t_max_at  # noqa: E402
+from studio.pipelines.sds import (SDSParams, random_camera, sds_loss, sds_splats, sds_to_asset,  # noqa: E402
+                                 t_max_at)
 
 CACHE = PipelineCache()
 
@@ -85,6 +86,18 @@ def test_sds_refines_given_splats_and_prompt_matters(sd):
     b = sds_splats("a blue car", init=init, params=params(sd, iterations=1, background=(1, 1, 1)), cache=CACHE)
     assert len(a) == 50
     assert not np.array_equal(a.sh, b.sh)  # the text conditioning reaches the gradient
+
+
+def test_sds_asset_records_parameters_and_exports(sd, tmp_path):
+    from studio.assets.io import load, save
+
+    a = sds_to_asset("a red chair", params=params(sd, iterations=1, init_count=64), cache=CACHE)
+    assert a.splats is not None and len(a.splats) == 64 and not a.meshes
+    m = a.metadata
+    assert (m.prompt, m.seed, m.method, m.model) == ("a red chair", 3, "sds", "sd15")
+    assert m.extras["guidance_scale"] == 7.5 and m.extras["iterations"] == 1 and np.isfinite(m.extras["final_loss"])
+    back = load(save(a, tmp_path / "sds.ply", validate=True))
+    assert np.allclose(back.splats.means, a.splats.means, atol=1e-6)
 
 
 def test_sds_cancel_between_iterations(sd):
