@@ -134,6 +134,10 @@ class JobStore:
         cols = ", ".join(f"{k}=?" for k in fields)
         self._conn().execute(f"UPDATE jobs SET {cols} WHERE id=?", (*fields.values(), job_id))
 
+    def delete(self, job_id: str) -> None:
+        """Remove a job's record (its files are the caller's to remove)."""
+        self._conn().execute("DELETE FROM jobs WHERE id=?", (job_id,))
+
     def append_log(self, job_id: str, line: str) -> None:
         self._conn().execute(
             "UPDATE jobs SET log = log || ?, updated=? WHERE id=?", (f"{time.strftime('%H:%M:%S')} {line}\n", time.time(), job_id)

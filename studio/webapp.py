@@ -13,6 +13,9 @@ from .api import Studio
 from .pipeline import params_schema
 
 MESH_EXTS = (".glb", ".gltf", ".obj", ".ply", ".splat")
+# Params that name input files become uploads in the web app (the CLI and API take paths):
+# name → (multiple files?, images only?)
+UPLOAD_FIELDS = {"photos": (True, True), "image": (False, True), "file": (False, False), "src": (False, False)}
 
 
 def _component(name: str, prop: dict) -> gr.components.Component:
@@ -20,6 +23,9 @@ def _component(name: str, prop: dict) -> gr.components.Component:
     p = prop.get("anyOf", [prop])[0] | {k: v for k, v in prop.items() if k != "anyOf"}
     label = f"{name} — {p['description']}" if p.get("description") else name
     default = p.get("default")
+    if name in UPLOAD_FIELDS:
+        multiple, _ = UPLOAD_FIELDS[name]
+        return gr.File(label=label, file_count="multiple" if multiple else "single", elem_id=f"upload-{name}")
     if "enum" in p:
         return gr.Dropdown(choices=p["enum"], value=default, label=label)
     t = p.get("type")
@@ -29,6 +35,18 @@ def _component(name: str, prop: dict) -> gr.components.Component:
         return gr.Number(value=default, label=label, precision=0 if t == "integer" else None,
                          minimum=p.get("minimum"), maximum=p.get("maximum"))
     return gr.Textbox(value=default or "", label=label)
+
+
+def _stored_upload(studio: Studio, name: str, value: Any) -> str:
+    """Copy a Gradio upload into the studio's upload store (sanitised, size-limited, images
+    decoded with limits) and return what the pipeline's param expects: a folder or a file path."""
+    from .uploads import store_uploads
+
+    multiple, images_only = UPLOAD_FIELDS[name]
+    paths = [Path(str(getattr(v, "name", v))) for v in (value if isinstance(value, list) else [value])]
+    folder = store_uploads([(pth.name, pth.read_bytes()) for pth in paths], studio.home / "uploads",
+                           images_only=images_only)
+    return str(folder) if multiple else str(next(folder.iterdir()))
 
 
 def _job_rows(studio: Studio) -> list[list[Any]]:
@@ -100,8 +118,11 @@ def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.B
                 send.click(_send_to_headset, inputs=preview, outputs=status)
 
                 def run(*values, _pipe=pipe, _names=names, progress=gr.Progress()):
-                    params = {n: v for n, v in zip(_names, values) if v not in (None, "")}
+                    params = {n: v for n, v in zip(_names, values) if v not in (None, "", [])}
                     try:
+                        for n in list(params):
+                            if n in UPLOAD_FIELDS:
+                                params[n] = _stored_upload(studio, n, params[n])
                         job = studio.runner.submit(_pipe.name, params)
                     except Exception as e:  # params errors name the field
                         yield f"error: {e}", None, None, None, None
@@ -127,18 +148,49 @@ def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.B
                 run_btn.click(run, inputs=inputs, outputs=[status, preview, thumb, turntable, files])
 
         with gr.Tab("Asset library"):
+            gallery = gr.Gallery(label="results (thumbnails)", columns=4, height=360, elem_id="library-gallery")
             lib = gr.Dataframe(headers=["job", "pipeline", "file"], interactive=False)
-            refresh_lib = gr.Button("Refresh")
+            with gr.Row():
+                refresh_lib = gr.Button("Refresh")
+                del_id = gr.Textbox(label="job id to delete (its files and record)")
+                delete = gr.Button("Delete", variant="stop")
 
             def library():
-                rows = []
+                rows, thumbs = [], []
                 for j in studio.store.list(state="succeeded", limit=200):
                     for name, p in j.results.items():
                         rows.append([j.id, j.pipeline, Path(p).name])
-                return rows
+                    if "thumbnail" in j.results and Path(j.results["thumbnail"]).exists():
+                        thumbs.append((j.results["thumbnail"], f"{j.pipeline} {j.id}"))
+                return thumbs, rows
 
-            refresh_lib.click(library, outputs=lib)
-            demo.load(library, outputs=lib)
+            def delete_job(jid: str):
+                import shutil
+
+                jid = jid.strip()
+                job = studio.store.get(jid)
+                if job is not None and job.state in ("succeeded", "failed", "cancelled"):
+                    shutil.rmtree(studio.home / "results" / jid, ignore_errors=True)
+                    studio.store.delete(jid)
+                return library()
+
+            refresh_lib.click(library, outputs=[gallery, lib])
+            delete.click(delete_job, inputs=del_id, outputs=[gallery, lib])
+            demo.load(library, outputs=[gallery, lib])
+
+        with gr.Tab("Models"):
+            gr.Markdown("Models are never downloaded unless you allow it. Put a model's files in "
+                        "`$STUDIO_MODELS/<name>/` (see the README), or register your own with "
+                        "`studio models add NAME PATH`.")
+            models_table = gr.Dataframe(headers=["name", "present", "size GB", "repo id", "used by"], interactive=False)
+
+            def models_rows():
+                from .models import list_models
+
+                return [[m.name, "yes" if m.present else "no", round(m.bytes_on_disk / 1e9, 2) if m.present else 0,
+                         m.repo_id or "", ", ".join(m.pipelines)] for m in list_models()]
+
+            demo.load(models_rows, outputs=models_table)
 
         with gr.Tab("Jobs"):
             table = gr.Dataframe(headers=["id", "pipeline", "state", "stage", "%", "message"], interactive=False)

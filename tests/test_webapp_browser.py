@@ -109,3 +109,46 @@ def test_demo_route_in_browser(server, tmp_path):
     report = validate(glb)
     assert report.ok and report.errors == 0, str(report)
     assert glb.stat().st_size > 10_000
+
+
+def test_photos_to_3d_upload_in_browser(server, testdata, tmp_path):
+    """Photos → 3D: upload the 3 berlin photos, run capture_to_asset (pycolmap SfM → fit → mesh →
+    bake) with small settings, and get a GLB that validates."""
+    from playwright.sync_api import sync_playwright
+
+    from studio.assets.validate import validate
+
+    url, home = server
+    photos = sorted(str(p) for p in (testdata / "capture/berlin/images").iterdir())
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                                     "--no-first-run", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1800})
+        page.goto(url + "/", wait_until="networkidle")
+        page.get_by_role("tab", name="capture_to_asset").click()
+        page.locator("#upload-photos input[type=file]").set_input_files(photos)
+        page.wait_for_timeout(1500)  # uploads land before the run
+        page.get_by_label("max_size — longest image side used for fitting").filter(visible=True).fill("128")
+        page.get_by_label("iterations — splat fit iterations").filter(visible=True).fill("40")
+        page.get_by_label("target_faces — faces of the output mesh").filter(visible=True).fill("2000")
+        page.get_by_label("bake_size — baked texture size").filter(visible=True).fill("256")
+        page.locator("#run-capture_to_asset").click()
+        status = page.locator("#status-capture_to_asset textarea")
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            text = status.input_value()
+            if text.startswith(("succeeded", "failed", "cancelled", "error")):
+                break
+            time.sleep(0.3)
+        page.screenshot(path=str(tmp_path / "photos_to_3d.png"), full_page=True)
+        assert text.startswith("succeeded"), text
+        link = page.locator('#files-capture_to_asset a[download="asset.glb"]').first
+        with page.expect_download() as dl:
+            link.click()
+        glb = tmp_path / "asset.glb"
+        dl.value.save_as(glb)
+        browser.close()
+    assert validate(glb).ok
+    uploads = list((home / "uploads").iterdir())
+    assert any(sorted(p.name for p in u.iterdir()) == ["01.jpg", "02.jpg", "03.jpg"] for u in uploads)
