@@ -466,7 +466,7 @@ def generate_3d(
     image: Optional[Path] = typer.Argument(None, help="a photo or render of one object (alpha channel used as the mask)"),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="text → 3D instead: text → image → (feed-forward | multiview + fit)"),
     out: Path = typer.Option(Path("studio-out/asset.glb"), "--out", "-o", help="GLB/USDZ/... by extension"),
-    method: str = typer.Option("auto", help="auto | feedforward (TripoSR) | fit (multiview + splat fit)"),
+    method: str = typer.Option("auto", help="auto | feedforward (TripoSR) | fit (multiview + splat fit) | shap-e | sds (splats by score distillation)"),
     seed: Optional[int] = typer.Option(None, help="random seed for the generative stages"),
     model_path: Optional[Path] = typer.Option(None, "--model-path", help="explicit TripoSR folder (config.yaml + model.ckpt)"),
     allow_network: bool = typer.Option(False, "--allow-network", help="download missing models from the Hub"),
@@ -479,7 +479,24 @@ def generate_3d(
         err_console.print("[red]error:[/] give an IMAGE or --prompt TEXT (one of them)")
         raise typer.Exit(2)
     try:
-        if prompt is not None:
+        if method == "shap-e":
+            from studio.pipelines import shap_e
+
+            sp = shap_e.ShapEParams(seed=seed, allow_network=allow_network)
+            if prompt is not None:
+                asset = shap_e.shap_e_text_to_3d(prompt, params=sp, progress=_progress_printer())
+            else:
+                from studio.pipelines.generation_common import load_rgb
+
+                asset = shap_e.shap_e_image_to_3d(load_rgb(str(image)), params=sp, progress=_progress_printer())
+        elif method == "sds":
+            from studio.pipelines.sds import SDSParams, sds_to_asset
+
+            if prompt is None:
+                err_console.print("[red]error:[/] --method sds needs --prompt")
+                raise typer.Exit(2)
+            asset = sds_to_asset(prompt, params=SDSParams(seed=seed, allow_network=allow_network), progress=_progress_printer())
+        elif prompt is not None:
             from studio.pipelines.text_to_asset import text_to_asset
 
             asset = text_to_asset(prompt, method=method, seed=seed, allow_network=allow_network, progress=_progress_printer())
