@@ -178,3 +178,16 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def run(size: int = 512, frames: int = 30, triangles: int = 100_000) -> dict[str, Any]:
+    """For bench/run.py: our renderer vs three.js on the same textured 100k-triangle GLB, same run."""
+    with tempfile.TemporaryDirectory(prefix="studio-bench-glb-") as tmp:
+        from studio.renderers.environment import default_environment, write_hdr
+
+        glb = make_bench_glb(Path(tmp) / "bench_sphere.glb", triangles)
+        env_hdr = write_hdr(Path(tmp) / "env.hdr", default_environment().image)
+        three = threejs_fps(glb, size, frames, 3, "lit", environment_hdr=env_hdr)
+        ours = ours_fps(glb, size, frames, 3, "lit", environment_hdr=env_hdr)
+    return {"threejs_fps": three["fps"], "ours_fps": ours["fps"], "ours_over_threejs": ours["fps"] / three["fps"],
+            "triangles": three["triangles"], "size": size}

@@ -1,6 +1,7 @@
 """One command for every benchmark: `python bench/run.py [--quick] [--only NAME ...]`.
 
 Each benchmark measures its baseline in the same run and reports ratios plus absolute numbers.
+`bench/bench_render.py` (CPU time per frame vs three.js) and each bench_*.py also run on their own.
 Results are printed as a table and written to bench/results.json.
 """
 from __future__ import annotations
@@ -20,12 +21,11 @@ HERE = Path(__file__).resolve().parent
 BENCHES = {
     "cache": ("bench_cache.py", {"texture_size": 128, "splats": 5000}),
     "splats": ("bench_splats.py", {"n": 20_000, "reps": 3}),
-    "render": ("bench_render.py", {}),
-    "threejs_fps": ("bench_threejs_fps.py", {}),
+    "threejs_fps": ("bench_threejs_fps.py", {"frames": 10}),
     "xr_latency": ("bench_xr_latency.py", {"updates": 10, "triangles": 20_000, "splats": 20_000}),
-    "fit": ("bench_fit.py", {}),
+    "fit": ("bench_fit.py", {"opensplat": False, "table": False}),
     "load": ("bench_load.py", {"clients": 50, "duration_s": 20}),
-    "feedforward": ("bench_feedforward.py", {}),
+    "feedforward": ("bench_feedforward.py", {"quick": True}),
 }
 
 
