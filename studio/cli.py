@@ -421,9 +421,20 @@ def generate_image(
     mask: Optional[Path] = typer.Option(None, help="inpainting mask (white = repaint)"),
     num_images: int = typer.Option(1, "--num-images", min=1, max=64),
     allow_network: bool = typer.Option(False, "--allow-network", help="download a missing model from the Hugging Face Hub"),
+    enhance: bool = typer.Option(False, "--enhance", help="enhance the prompt with the route's template"),
+    enhance_model: Optional[str] = typer.Option(None, "--enhance-model", help="registered text model that rewrites the prompt first (e.g. prompt-llm)"),
 ) -> None:
     """Text → image (SD 1.x/SDXL/SD3/FLUX through diffusers), img2img and inpainting."""
     from studio.pipelines.text_to_image import LoraRef, TextToImageParams, generate_image_files
+
+    if enhance or enhance_model:
+        from studio.pipelines.prompt_enhance import enhance_prompt
+
+        try:
+            prompt = enhance_prompt(prompt, "text_to_image", enhance_model, allow_network=allow_network).prompt
+        except StudioError as e:
+            _fail(e)
+        err_console.print(f"prompt: {prompt}", highlight=False)
 
     loras = [LoraRef(x.split(":")[0], float(x.split(":")[1]) if ":" in x else 1.0) for x in lora]
     params = TextToImageParams(prompt=prompt, model=model, negative_prompt=negative, guidance_scale=guidance, steps=steps,
@@ -470,6 +481,8 @@ def generate_3d(
     seed: Optional[int] = typer.Option(None, help="random seed for the generative stages"),
     model_path: Optional[Path] = typer.Option(None, "--model-path", help="explicit TripoSR folder (config.yaml + model.ckpt)"),
     allow_network: bool = typer.Option(False, "--allow-network", help="download missing models from the Hub"),
+    enhance: bool = typer.Option(False, "--enhance", help="enhance the prompt for text → 3D (one centred object, plain background)"),
+    enhance_model: Optional[str] = typer.Option(None, "--enhance-model", help="registered text model that rewrites the prompt first"),
 ) -> None:
     """Image → 3D or text → 3D: a feed-forward model when its weights are present, else multiview + fit."""
     from studio.assets.io import save
@@ -478,7 +491,14 @@ def generate_3d(
     if (image is None) == (prompt is None):
         err_console.print("[red]error:[/] give an IMAGE or --prompt TEXT (one of them)")
         raise typer.Exit(2)
+    enhanced = None
     try:
+        if prompt is not None and (enhance or enhance_model):
+            from studio.pipelines.prompt_enhance import enhance_prompt
+
+            enhanced = enhance_prompt(prompt, "text_to_3d", enhance_model, allow_network=allow_network)
+            prompt = enhanced.prompt
+            err_console.print(f"prompt: {prompt}", highlight=False)
         if method == "shap-e":
             from studio.pipelines import shap_e
 
@@ -505,6 +525,8 @@ def generate_3d(
 
             asset = image_to_asset(str(image), method=method, local_path=model_path, allow_network=allow_network,
                                    progress=_progress_printer())
+        if enhanced is not None:
+            asset.metadata.extras.update(enhanced.metadata())
         save(asset, out, validate=out.suffix.lower() in VALIDATORS)
     except ValueError as e:
         err_console.print(f"[red]error:[/] {e}", highlight=False)
