@@ -168,20 +168,26 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(images, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-def load_rgb(image: Any, label: str = "image") -> np.ndarray:
-    """(H,W,3) uint8 from a path, PIL image or array ((H,W), (H,W,3|4) uint8 or float in [0,1];
-    alpha is dropped). InvalidAssetError for unreadable files or odd shapes."""
+def image_array(image: Any, mode: str, label: str = "image") -> np.ndarray:
+    """A path or PIL image converted to PIL `mode` ("RGB", "RGBA", "L") as a uint8 array; any other
+    input is returned as an array unchanged. InvalidAssetError (naming the file) when unreadable."""
     from PIL import Image
 
     if isinstance(image, (str, Path)):
         try:
             with Image.open(image) as im:
-                return np.asarray(im.convert("RGB")).copy()
+                return np.asarray(im.convert(mode)).copy()
         except (OSError, ValueError) as e:
             raise InvalidAssetError(image, f"cannot read {label}: {e}") from e
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB")).copy()
-    a = np.asarray(image)
+        return np.asarray(image.convert(mode)).copy()
+    return np.asarray(image)
+
+
+def load_rgb(image: Any, label: str = "image") -> np.ndarray:
+    """(H,W,3) uint8 from a path, PIL image or array ((H,W), (H,W,3|4) uint8 or float in [0,1];
+    alpha is dropped). InvalidAssetError for unreadable files or odd shapes."""
+    a = image_array(image, "RGB", label)
     if a.dtype != np.uint8:
         a = to_uint8(a)
     if a.ndim == 2:
@@ -195,18 +201,9 @@ def load_mask(mask: Any, shape: tuple[int, int], label: str = "mask") -> np.ndar
     """(H,W) bool: True where the image is to be repainted (white / > 0.5), resized (nearest) to `shape`."""
     from PIL import Image
 
-    if isinstance(mask, (str, Path)):
-        try:
-            with Image.open(mask) as im:
-                m = np.asarray(im.convert("L"))
-        except (OSError, ValueError) as e:
-            raise InvalidAssetError(mask, f"cannot read {label}: {e}") from e
-    elif isinstance(mask, Image.Image):
-        m = np.asarray(mask.convert("L"))
-    else:
-        m = np.asarray(mask)
-        if m.ndim == 3:
-            m = m[..., :3].mean(axis=2) if m.shape[2] >= 3 else m[..., 0]
+    m = image_array(mask, "L", label)
+    if m.ndim == 3:  # an RGB(A) array (files and PIL images arrive as "L")
+        m = m[..., :3].mean(axis=2) if m.shape[2] >= 3 else m[..., 0]
     m = m.astype(np.float64)
     if m.max(initial=0) > 1.0:
         m = m / 255.0

@@ -54,18 +54,9 @@ class Prepared:
 def load_rgba(image: Any) -> np.ndarray:
     """(H,W,4) float32 sRGB + alpha in [0,1] from a path, PIL image or array ((H,W), (H,W,3|4),
     uint8 or float in [0,1]); alpha 1 where the input has none. InvalidAssetError otherwise."""
-    from PIL import Image
+    from .generation_common import image_array
 
-    if isinstance(image, (str, Path)):
-        try:
-            with Image.open(image) as im:
-                a = np.asarray(im.convert("RGBA"))
-        except (OSError, ValueError) as e:
-            raise InvalidAssetError(image, f"cannot read the image: {e}") from e
-    elif isinstance(image, Image.Image):
-        a = np.asarray(image.convert("RGBA"))
-    else:
-        a = np.asarray(image)
+    a = image_array(image, "RGBA", "the image")
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] not in (3, 4) or min(a.shape[:2]) < 2:
