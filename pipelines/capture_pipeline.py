@@ -3,7 +3,6 @@ baked PBR → validated GLB + USDZ + splat PLY, plus the posed views as transfor
 capture can be trained with nerfstudio."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 from studio.assets import Asset, AssetMetadata
 from studio.pipeline import Pipeline, Stage, StageContext, param
 
-from .demo import _write_validated
 
 
 @dataclass(frozen=True)
@@ -71,29 +69,19 @@ def stage_bake(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> A
 
 
 def stage_export(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Path]:
-    from studio.renderers.thumbnails import render_turntable, thumbnail
-
+    """Validated GLB + USDZ + splat PLY, the posed views as transforms.json, thumbnail + turntable."""
     from .capture import export_transforms_json
+    from .export_bundle import Bundle
 
     asset: Asset = inputs["bake"]
-    out = Path(p.out) if p.out else ctx.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    mesh = Asset(meshes=asset.meshes, metadata=asset.metadata)
-    files: dict[str, Path] = {}
-    reports: list[dict] = []
+    bundle = Bundle(Path(p.out) if p.out else ctx.out_dir)
     ctx.progress(0.0, "writing + validating")
-    _write_validated(mesh, out / "asset.glb", files, reports, "glb")
-    _write_validated(mesh, out / "asset.usdz", files, reports, "usdz")
-    _write_validated(Asset(splats=asset.splats, metadata=asset.metadata), out / "splats.ply", files, reports, "splat_ply")
+    bundle.asset_set("", asset, "asset")
     ctx.progress(0.4, "writing transforms.json for nerfstudio")
-    files["transforms"] = export_transforms_json(inputs["views"]["views"], out / "nerfstudio")
+    bundle.files["transforms"] = export_transforms_json(inputs["views"]["views"], bundle.out / "nerfstudio")
     ctx.progress(0.6, "rendering thumbnail and turntable")
-    files["thumbnail"] = thumbnail(mesh, out / "thumbnail.png", size=512)
-    files["turntable"] = render_turntable(mesh, out / "turntable.mp4", frames=48, size=384,
-                                          progress=lambda f, m: ctx.progress(0.6 + 0.4 * f, m))
-    (out / "validation.json").write_text(json.dumps(reports, indent=2))
-    files["validation"] = out / "validation.json"
-    return files
+    bundle.previews(Asset(meshes=asset.meshes, metadata=asset.metadata), progress=lambda f, m: ctx.progress(0.6 + 0.4 * f, m))
+    return bundle.finish()
 
 
 CAPTURE = Pipeline(

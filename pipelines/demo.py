@@ -9,14 +9,11 @@ HTML, and a thumbnail and turntable. Every stage but export is cached.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from studio.assets import Asset
-from studio.assets.io import save
-from studio.assets.validate import validate
 from studio.pipeline import Pipeline, Stage, StageContext, param
 
 from .procedural import SampleParams, sample_asset, surface_splats
@@ -113,53 +110,29 @@ def stage_bake(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> Asse
     return asset
 
 
-def _write_validated(asset: Asset, path: Path, files: dict, reports: list, key: str) -> None:
-    save(asset, path, validate=False)
-    r = validate(path)
-    reports.append(asdict(r) | {"ok": r.ok})
-    files[key] = path
-
-
 def stage_export(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Path]:
     """Write and validate every file, evaluate the reconstruction, render thumbnail + turntable."""
-    from studio.renderers.thumbnails import render_turntable, thumbnail
+    from .export_bundle import Bundle
 
     sample: Asset = inputs["sample"]
-    out = Path(p.out) if p.out else ctx.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    mesh_only = Asset(meshes=sample.meshes, metadata=sample.metadata)
-    files: dict[str, Path] = {}
-    reports: list[dict] = []
+    bundle = Bundle(Path(p.out) if p.out else ctx.out_dir)
     ctx.progress(0.0, "writing + validating the sample")
-    _write_validated(mesh_only, out / "sample.glb", files, reports, "glb")
-    _write_validated(mesh_only, out / "sample.usdz", files, reports, "usdz")
-    _write_validated(Asset(splats=sample.splats, metadata=sample.metadata), out / "sample_splats.ply", files, reports, "splat_ply")
-    preview = mesh_only
+    bundle.asset_set("", sample, "sample")
+    preview = Asset(meshes=sample.meshes, metadata=sample.metadata)
     if p.reconstruct:
         from .evaluate import evaluate
 
         recon: Asset = inputs["bake"]
-        recon_mesh = Asset(meshes=recon.meshes, metadata=recon.metadata)
         ctx.progress(0.3, "writing + validating the reconstruction")
-        _write_validated(recon_mesh, out / "reconstruction.glb", files, reports, "reconstruction_glb")
-        _write_validated(recon_mesh, out / "reconstruction.usdz", files, reports, "reconstruction_usdz")
-        _write_validated(Asset(splats=recon.splats, metadata=recon.metadata), out / "reconstruction_splats.ply", files, reports,
-                         "reconstruction_splats")
+        bundle.asset_set("reconstruction_", recon, "reconstruction")
         ctx.progress(0.5, "evaluating on held-out views and against the true geometry")
-        metrics = evaluate(recon, inputs["views"]["test"], gt_mesh=mesh_only, out_dir=out, name="metrics", samples=50_000)
+        evaluate(recon, inputs["views"]["test"], gt_mesh=preview, out_dir=bundle.out, name="metrics", samples=50_000)
         for k in ("json", "html"):
-            if (out / f"metrics.{k}").exists():
-                files[f"metrics_{k}"] = out / f"metrics.{k}"
-        preview = recon_mesh
+            bundle.files[f"metrics_{k}"] = bundle.out / f"metrics.{k}"
+        preview = Asset(meshes=recon.meshes, metadata=recon.metadata)
     ctx.progress(0.7, "rendering thumbnail and turntable")
-    files["thumbnail"] = thumbnail(preview, out / "thumbnail.png", size=512)
-    files["turntable"] = render_turntable(preview, out / "turntable.mp4", frames=p.turntable_frames, size=384,
-                                          progress=lambda f, m: ctx.progress(0.7 + 0.3 * f, m))
-    report_path = out / "validation.json"
-    report_path.write_text(json.dumps(reports, indent=2))
-    files["validation"] = report_path
-    ctx.progress(1.0, "demo done")
-    return files
+    bundle.previews(preview, frames=p.turntable_frames, progress=lambda f, m: ctx.progress(0.7 + 0.3 * f, m))
+    return bundle.finish()
 
 
 DEMO = Pipeline(
