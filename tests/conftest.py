@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -35,3 +41,43 @@ def gltf_manifest() -> list[dict]:
 def invalid_manifest() -> list[dict]:
     p = SHARED / "gltf-invalid" / "manifest.json"
     return json.loads(p.read_text()) if p.exists() else []
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--ignore-gpu-blocklist"]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> tuple[str, list[str]]:
+    """(Debian Chromium's path, the flags that give WebGL2 on SwiftShader with no network noise)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed; run bash .ci/install.sh")
+    return CHROMIUM, list(BROWSER_ARGS)
+
+
+@pytest.fixture(scope="module")
+def studio_server(tmp_path_factory):
+    """A real `python -m studio serve` on a free loopback port with its own STUDIO_HOME: (url, home)."""
+    home = tmp_path_factory.mktemp("studio_home")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(home / "serve.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "serve", "--port", str(port), "--workers", "1"],
+                            env=dict(os.environ, STUDIO_HOME=str(home)), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"studio serve exited: {(home / 'serve.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}", home
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()

@@ -3,10 +3,6 @@ from its tab, watch progress, see the 3D preview, download the GLB and validate 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,42 +10,13 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("studio_home")
-    port = free_port()
-    env = dict(os.environ, STUDIO_HOME=str(home))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "studio", "serve", "--port", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    import urllib.request
-
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"studio serve exited: {proc.stdout.read().decode()[-2000:]}")
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}", home
-    proc.terminate()
-    proc.wait(timeout=20)
+def server(studio_server):
+    return studio_server
 
 
-def test_demo_route_in_browser(server, tmp_path):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed; run bash .ci/install.sh")
+def test_demo_route_in_browser(server, chromium, tmp_path):
     from playwright.sync_api import sync_playwright
 
     from studio.assets.validate import validate
@@ -58,12 +25,7 @@ def test_demo_route_in_browser(server, tmp_path):
     artefacts = Path(os.environ.get("STUDIO_TEST_ARTEFACTS", tmp_path))
     artefacts.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
-                  "--ignore-gpu-blocklist"],
-        )
+        browser = pw.chromium.launch(executable_path=chromium[0], args=chromium[1])
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.goto(url + "/", wait_until="networkidle")
         page.get_by_role("tab", name="demo").click()
@@ -111,7 +73,7 @@ def test_demo_route_in_browser(server, tmp_path):
     assert glb.stat().st_size > 10_000
 
 
-def test_photos_to_3d_upload_in_browser(server, testdata, tmp_path):
+def test_photos_to_3d_upload_in_browser(server, chromium, testdata, tmp_path):
     """Photos → 3D: upload the 3 berlin photos, run capture_to_asset (pycolmap SfM → fit → mesh →
     bake) with small settings, and get a GLB that validates."""
     from playwright.sync_api import sync_playwright
@@ -121,9 +83,7 @@ def test_photos_to_3d_upload_in_browser(server, testdata, tmp_path):
     url, home = server
     photos = sorted(str(p) for p in (testdata / "capture/berlin/images").iterdir())
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                                     "--no-first-run", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"])
+        browser = pw.chromium.launch(executable_path=chromium[0], args=chromium[1])
         page = browser.new_page(viewport={"width": 1280, "height": 1800})
         page.goto(url + "/", wait_until="networkidle")
         page.get_by_role("tab", name="capture_to_asset").click()

@@ -10,10 +10,6 @@ import io
 import json
 import math
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -23,18 +19,8 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 XR_DIST = Path(__file__).resolve().parents[1] / "xr" / "dist"
-ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--ignore-gpu-blocklist"]
 W, H = 640, 320  # each eye 320x320
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post_json(url: str, body: dict) -> dict:
@@ -43,28 +29,10 @@ def post_json(url: str, body: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(studio_server):
     if not (XR_DIST / "index.html").is_file():
         pytest.fail("xr/dist is not built: run `npm ci` in xr/ (its prepare script builds dist/)")
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed; run bash .ci/install.sh")
-    home = tmp_path_factory.mktemp("studio_home")
-    port = free_port()
-    env = dict(os.environ, STUDIO_HOME=str(home))
-    log = open(home / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "studio", "serve", "--port", str(port), "--workers", "1"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"studio serve exited: {(home / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}", home
-    proc.terminate()
-    proc.wait(timeout=20)
+    return studio_server
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +49,11 @@ def sample_id(server, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = pw.chromium.launch(executable_path=chromium[0], args=chromium[1])
         yield b
         b.close()
 
