@@ -162,3 +162,48 @@ def delight_views(views: Views, model: str = "marigold-iid", params: MarigoldPar
     """Views whose images are the estimated (linear) albedo — same cameras and masks — plus the maps."""
     maps = estimate_materials(views, model, params, progress, cancel, cache)
     return replace(views, images=maps.albedo), maps
+
+
+def image_views(image: Any) -> Views:
+    """One photo as a single-view Views (linear RGB; a nominal 50° pinhole camera at the origin,
+    since Marigold needs no pose)."""
+    from studio.assets import Cameras
+
+    from .generation_common import load_rgb
+
+    rgb = load_rgb(image)
+    h, w = rgb.shape[:2]
+    f = 0.5 * h / np.tan(np.radians(25.0))
+    cams = Cameras(np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]]), np.eye(4), w, h)
+    return Views(srgb_to_linear(rgb.astype(np.float32) / 255.0)[None], cams)
+
+
+def material_files(image: Any, out_dir: str | Path, which: tuple[str, ...] = ("depth", "normals", "materials"),
+                   params: MarigoldParams = MarigoldParams(), progress: Progress | None = None) -> list[Path]:
+    """`studio generate materials IMAGE`: write depth.png (16-bit, near = dark), normals.png
+    (0.5·n + 0.5), albedo.png (sRGB), roughness.png and metallic.png for one photo."""
+    from PIL import Image
+
+    from studio.assets.atomic import atomic_path
+    from studio.assets.colour import to_uint8
+
+    views = image_views(image)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images: dict[str, Any] = {}
+    if "depth" in which:
+        d = estimate_depth(views, params=params, progress=progress)[0]
+        images["depth.png"] = Image.fromarray(np.round(np.clip(d, 0, 1) * 65535).astype(np.uint16))
+    if "normals" in which:
+        images["normals.png"] = Image.fromarray(to_uint8(estimate_normals(views, params=params, progress=progress)[0] * 0.5 + 0.5))
+    if "materials" in which:
+        m = estimate_materials(views, params=params, progress=progress)
+        images["albedo.png"] = Image.fromarray(to_uint8(linear_to_srgb(m.albedo[0])))
+        images["roughness.png"] = Image.fromarray(to_uint8(m.roughness[0]))
+        images["metallic.png"] = Image.fromarray(to_uint8(m.metallic[0]))
+    paths = []
+    for name, im in images.items():
+        with atomic_path(out / name) as tmp:
+            im.save(tmp, format="PNG")
+        paths.append(out / name)
+    return paths

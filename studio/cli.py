@@ -536,6 +536,23 @@ def generate_3d(
     console.print(f"wrote {out} (method {asset.metadata.method}, model {asset.metadata.model})", highlight=False)
 
 
+@generate_app.command("materials")
+def generate_materials(
+    image: Path = typer.Argument(..., help="a photo"),
+    out: Path = typer.Option(Path("studio-out/materials"), "--out", "-o", help="output folder"),
+    which: list[str] = typer.Option(["depth", "normals", "materials"], help="depth, normals and/or materials (repeatable)"),
+) -> None:
+    """Marigold: relative depth, surface normals and albedo / roughness / metallic maps of a photo."""
+    from studio.pipelines.material_estimation import material_files
+
+    try:
+        paths = material_files(image, out, tuple(which), progress=_progress_printer())
+    except StudioError as e:
+        _fail(e)
+    for p in paths:
+        console.print(f"wrote {p}")
+
+
 @generate_app.command("multiview")
 def generate_multiview(
     image: Path = typer.Argument(..., help="a photo or render of one object"),

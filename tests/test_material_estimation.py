@@ -140,3 +140,21 @@ def test_wrong_model_kind_and_missing_model(tmp_path, monkeypatch, models):
     monkeypatch.setenv("STUDIO_MODELS", str(tmp_path / "empty"))
     with pytest.raises(ModelUnavailableError, match="prs-eth/marigold-normals-v1-1"):
         estimate_normals(views(n=1), cache=PipelineCache())
+
+
+def test_material_files_for_one_photo_through_the_cli(tmp_path):
+    """`studio generate materials PHOTO`: depth (16-bit), normals, albedo, roughness and metallic PNGs."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from studio.cli import app
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((24, 32, 3)) * 255).astype(np.uint8)).save(photo)
+    r = CliRunner().invoke(app, ["generate", "materials", str(photo), "-o", str(tmp_path / "maps")])
+    assert r.exit_code == 0, r.output
+    names = {p.name for p in (tmp_path / "maps").iterdir()}
+    assert names == {"depth.png", "normals.png", "albedo.png", "roughness.png", "metallic.png"}
+    depth = np.asarray(Image.open(tmp_path / "maps" / "depth.png"))
+    assert depth.shape == (24, 32) and depth.dtype == np.uint16
+    assert np.asarray(Image.open(tmp_path / "maps" / "albedo.png")).shape == (24, 32, 3)
