@@ -95,4 +95,5 @@ CAPTURE = Pipeline(
         Stage("export", stage_export, inputs=("bake", "views"), cache=False, weight=1.0),
     ),
     description="Photos (or a COLMAP / transforms.json capture) → SfM → splat fit → mesh → baked PBR → GLB + USDZ + splats",
+    title="Photos → 3D",
 )

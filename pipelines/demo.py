@@ -148,4 +148,5 @@ DEMO = Pipeline(
     ),
     description="Procedural PBR sample → GLB + USDZ + splat PLY, then rendered views → splat fit → mesh → "
     "baked PBR → validated GLB/USDZ with held-out PSNR and Chamfer against the true geometry",
+    title="Demo",
 )

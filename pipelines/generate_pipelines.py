@@ -82,11 +82,48 @@ def stage_export(p: ExportJob, inputs: dict[str, Any], ctx: StageContext) -> dic
     return {"file": dst}
 
 
+@dataclass(frozen=True)
+class ImageToVideoJob:
+    image: str = param(help="path of the first frame")
+    num_frames: int = param(14, "frames", minimum=2, maximum=128)
+    fps: int = param(7, "frames per second", minimum=1, maximum=60)
+    steps: int = param(25, "denoising steps", minimum=1, maximum=200)
+    seed: int = param(0, "random seed")
+
+
+def stage_image_to_video(p: ImageToVideoJob, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Path]:
+    from .video import ImageToVideoParams, image_to_video_file
+
+    params = ImageToVideoParams(image=p.image, num_frames=p.num_frames, fps=p.fps, steps=p.steps, seed=p.seed)
+    return {"video": image_to_video_file(params, ctx.out_dir / "video.mp4", progress=ctx.progress, cancel=ctx.is_cancelled)}
+
+
+@dataclass(frozen=True)
+class TextToVideoJob:
+    prompt: str = param(help="what happens")
+    num_frames: int = param(16, "frames", minimum=2, maximum=128)
+    fps: int = param(8, "frames per second", minimum=1, maximum=60)
+    steps: int = param(25, "denoising steps", minimum=1, maximum=200)
+    seed: int = param(0, "random seed")
+
+
+def stage_text_to_video(p: TextToVideoJob, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Path]:
+    from .video import TextToVideoParams, text_to_video_file
+
+    params = TextToVideoParams(prompt=p.prompt, num_frames=p.num_frames, fps=p.fps, steps=p.steps, seed=p.seed)
+    return {"video": text_to_video_file(params, ctx.out_dir / "video.mp4", progress=ctx.progress, cancel=ctx.is_cancelled)}
+
+
+IMAGE_TO_VIDEO = Pipeline("image_to_video", ImageToVideoJob, (Stage("generate", stage_image_to_video, cache=False, gpu=True),),
+                          "Image → video (Stable Video Diffusion), H.264 MP4", requires=("svd",), title="Image → Video")
+TEXT_TO_VIDEO = Pipeline("text_to_video", TextToVideoJob, (Stage("generate", stage_text_to_video, cache=False, gpu=True),),
+                         "Text → video (AnimateDiff on SD 1.5), H.264 MP4", requires=("sd15", "animatediff"), title="Text → Video")
 TEXT_TO_IMAGE = Pipeline("text_to_image", TextToImageJob, (Stage("generate", stage_text_to_image, cache=False),),
-                         "Prompt → images (Stable Diffusion family through diffusers)", requires=("sd15",))
+                         "Prompt → images (Stable Diffusion family through diffusers)", requires=("sd15",), title="Image")
 IMAGE_TO_ASSET = Pipeline("image_to_asset", ImageToAssetJob, (Stage("reconstruct", stage_image_to_asset, cache=False),),
-                          "One image → textured 3D asset (TripoSR feed-forward, else multiview + fit)", requires=("tripo-sr",))
+                          "One image → textured 3D asset (TripoSR feed-forward, else multiview + fit)", requires=("tripo-sr",),
+                          title="Image → 3D")
 CAPTION = Pipeline("caption", CaptionJob, (Stage("caption", stage_caption, cache=False),),
-                   "Caption an image or a rendered asset", requires=("blip-base",))
+                   "Caption an image or a rendered asset", requires=("blip-base",), title="Caption")
 EXPORT = Pipeline("export", ExportJob, (Stage("export", stage_export, cache=False),),
-                  "Convert an asset file to another format, validated")
+                  "Convert an asset file to another format, validated", title="Convert")

@@ -158,4 +158,4 @@ def stage_text_to_asset(p: TextToAssetJob, inputs: dict[str, Any], ctx: StageCon
 
 TEXT_TO_ASSET = Pipeline("text_to_asset", TextToAssetJob, (Stage("generate", stage_text_to_asset, cache=False, gpu=True),),
                          "Prompt → image → textured 3D asset (TripoSR feed-forward, else multiview + fit)",
-                         requires=("sd15",))
+                         requires=("sd15",), title="Text → 3D")

@@ -61,6 +61,7 @@ class Pipeline:
     stages: tuple[Stage, ...]
     description: str = ""
     requires: tuple[str, ...] = ()  # model names from the registry
+    title: str = ""  # what people call it (web app tab); defaults to the name
 
     def __post_init__(self) -> None:
         seen: set[str] = set()

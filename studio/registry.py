@@ -8,10 +8,11 @@ def pipelines() -> dict[str, Pipeline]:
     """All registered pipelines by name (imported lazily so the CLI starts fast)."""
     from studio.pipelines.capture_pipeline import CAPTURE
     from studio.pipelines.demo import DEMO
-    from studio.pipelines.generate_pipelines import CAPTION, EXPORT, IMAGE_TO_ASSET, TEXT_TO_IMAGE
+    from studio.pipelines.generate_pipelines import (CAPTION, EXPORT, IMAGE_TO_ASSET, IMAGE_TO_VIDEO, TEXT_TO_IMAGE,
+                                                     TEXT_TO_VIDEO)
     from studio.pipelines.text_to_asset import TEXT_TO_ASSET
 
-    builtin = (DEMO, CAPTURE, IMAGE_TO_ASSET, TEXT_TO_ASSET, TEXT_TO_IMAGE, CAPTION, EXPORT)
+    builtin = (DEMO, TEXT_TO_ASSET, IMAGE_TO_ASSET, CAPTURE, TEXT_TO_IMAGE, IMAGE_TO_VIDEO, TEXT_TO_VIDEO, CAPTION, EXPORT)
     return {p.name: p for p in builtin} | extra_pipelines()
 
 

@@ -98,7 +98,7 @@ def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.B
         gr.Markdown("# studio — 3D content studio")
         for pipe in studio.runner.pipelines.values():
             schema = params_schema(pipe.params_type)
-            with gr.Tab(pipe.name):
+            with gr.Tab(pipe.title or pipe.name, id=pipe.name):
                 gr.Markdown(pipe.description or pipe.name)
                 from .registry import availability
 

@@ -28,7 +28,7 @@ def test_demo_route_in_browser(server, chromium, tmp_path):
         browser = pw.chromium.launch(executable_path=chromium[0], args=chromium[1])
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.goto(url + "/", wait_until="load", timeout=120_000)  # Gradio keeps connections open: never "networkidle"
-        page.get_by_role("tab", name="demo").click()
+        page.get_by_role("tab", name="Demo").click()
         # Small textures keep the CPU job short.
         page.get_by_label("texture_size — procedural texture size in pixels").fill("64")
         page.get_by_label("splats — Gaussian splats sampled on the surface").fill("500")
@@ -86,7 +86,7 @@ def test_photos_to_3d_upload_in_browser(server, chromium, testdata, tmp_path):
         browser = pw.chromium.launch(executable_path=chromium[0], args=chromium[1])
         page = browser.new_page(viewport={"width": 1280, "height": 1800})
         page.goto(url + "/", wait_until="load", timeout=120_000)  # Gradio keeps connections open: never "networkidle"
-        page.get_by_role("tab", name="capture_to_asset").click()
+        page.get_by_role("tab", name="Photos → 3D").click()
         page.locator("#upload-photos input[type=file]").set_input_files(photos)
         page.wait_for_timeout(1500)  # uploads land before the run
         page.get_by_label("max_size — longest image side used for fitting").filter(visible=True).fill("128")
