@@ -25,7 +25,8 @@ class CaptureParams:
 
 VIEW_KEYS = ("photos", "max_size")
 FIT_KEYS = VIEW_KEYS + ("iterations", "seed")
-MESH_KEYS = FIT_KEYS + ("target_faces", "bake_size")
+MESH_KEYS = FIT_KEYS + ("target_faces",)
+BAKE_KEYS = MESH_KEYS + ("bake_size",)  # the texture size matters to the bake only, not to meshing
 
 
 def _meshing(p: CaptureParams):
@@ -91,7 +92,7 @@ CAPTURE = Pipeline(
         Stage("views", stage_views, params=VIEW_KEYS, weight=1.0),
         Stage("fit", stage_fit, inputs=("views",), params=FIT_KEYS, weight=6.0),
         Stage("mesh", stage_mesh, inputs=("fit", "views"), params=MESH_KEYS, weight=1.0),
-        Stage("bake", stage_bake, inputs=("mesh", "views", "fit"), params=MESH_KEYS, weight=1.5),
+        Stage("bake", stage_bake, inputs=("mesh", "views", "fit"), params=BAKE_KEYS, weight=1.5),
         Stage("export", stage_export, inputs=("bake", "views"), cache=False, weight=1.0),
     ),
     description="Photos (or a COLMAP / transforms.json capture) → SfM → splat fit → mesh → baked PBR → GLB + USDZ + splats",

@@ -37,7 +37,8 @@ class DemoParams:
 SAMPLE_KEYS = ("texture_size", "splats", "seed")
 VIEW_KEYS = SAMPLE_KEYS + ("reconstruct", "views", "view_size")
 FIT_KEYS = VIEW_KEYS + ("iterations",)
-MESH_KEYS = FIT_KEYS + ("target_faces", "bake_size")
+MESH_KEYS = FIT_KEYS + ("target_faces",)
+BAKE_KEYS = MESH_KEYS + ("bake_size",)  # the texture size matters to the bake only, not to meshing
 
 
 def _meshing(p: DemoParams):
@@ -143,7 +144,7 @@ DEMO = Pipeline(
         Stage("views", stage_views, version="1", inputs=("sample",), params=VIEW_KEYS, weight=0.5),
         Stage("fit", stage_fit, version="1", inputs=("views",), params=FIT_KEYS, weight=6.0),
         Stage("mesh", stage_mesh, version="1", inputs=("fit", "views"), params=MESH_KEYS, weight=1.0),
-        Stage("bake", stage_bake, version="1", inputs=("mesh", "views", "fit"), params=MESH_KEYS, weight=1.5),
+        Stage("bake", stage_bake, version="1", inputs=("mesh", "views", "fit"), params=BAKE_KEYS, weight=1.5),
         Stage("export", stage_export, version="1", inputs=("sample", "views", "bake"), cache=False, weight=1.5),
     ),
     description="Procedural PBR sample → GLB + USDZ + splat PLY, then rendered views → splat fit → mesh → "

@@ -180,3 +180,13 @@ def test_job_killed_mid_pipeline_resumes_from_cached_stages(tmp_path):
     fresh = runner(tmp_path / "fresh")
     ref = fresh.run_job(fresh.submit("toy", {"n": 6}).id)
     assert Path(done.results["result"]).read_text() == Path(ref.results["result"]).read_text()
+
+
+def test_demo_texture_size_invalidates_the_bake_but_not_the_mesh(tmp_path):
+    """Each stage's key holds only what it reads: a new bake size re-bakes without re-fusing the mesh."""
+    from studio.pipelines.demo import DEMO
+
+    r = Runner(JobStore(tmp_path / "j.sqlite"), StageCache(tmp_path / "c"), {"demo": DEMO}, tmp_path / "r")
+    a = r.stage_keys(DEMO, parse_params(DEMO.params_type, {}))
+    b = r.stage_keys(DEMO, parse_params(DEMO.params_type, {"bake_size": 256}))
+    assert [k for k in a if a[k] != b[k]] == ["bake", "export"]
