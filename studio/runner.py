@@ -115,12 +115,18 @@ class Runner:
 
     def submit(self, pipeline: str, params: dict[str, Any] | None = None, idempotency_key: str | None = None) -> Job:
         """Validate params against the pipeline's schema, store a queued job, enqueue it."""
+        return self.submit_once(pipeline, params, idempotency_key)[0]
+
+    def submit_once(self, pipeline: str, params: dict[str, Any] | None = None,
+                    idempotency_key: str | None = None) -> tuple[Job, bool]:
+        """As `submit`, also saying whether a new job was created (False: the idempotency key's
+        earlier job is returned, decided atomically by the store)."""
         p = self.pipeline(pipeline)
         parsed = parse_params(p.params_type, params)
         job, created = self.store.create(pipeline, params_to_dict(parsed), idempotency_key)
         if created and self._threads:
             self._queue.put(job.id)
-        return job
+        return job, created
 
     def cancel(self, job_id: str) -> Job | None:
         job = self.store.get(job_id)

@@ -131,9 +131,8 @@ def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120,
         ok, why = availability(studio.runner.pipeline(req.pipeline))
         if not ok:
             raise ModelUnavailableError(f"pipeline {req.pipeline} is unavailable: {why}")
-        existing = studio.store.by_idempotency_key(idempotency_key) if idempotency_key else None
-        job = studio.runner.submit(req.pipeline, req.params, idempotency_key=idempotency_key)
-        if existing is not None:
+        job, created = studio.runner.submit_once(req.pipeline, req.params, idempotency_key=idempotency_key)
+        if not created:
             response.status_code = 200
         return view(job, request)
 
@@ -175,6 +174,10 @@ def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120,
         client = request.client.host if request.client else "?"
         if not limiter.allow(client):
             raise HTTPException(429, "too many job submissions; slow down")
+        earlier = studio.store.by_idempotency_key(idempotency_key) if idempotency_key else None
+        if earlier is not None:  # a retried upload: don't store the photos a second time
+            response.status_code = 200
+            return view(earlier, request)
         limits = upload_limits or UploadLimits()
         data = []
         for f in files[: limits.max_files + 1]:

@@ -136,6 +136,11 @@ def test_photo_upload_is_sanitised_limited_and_queued(tmp_path):
         big = c.post("/v1/reconstruct", files=[("files", ("n.png", b"\x89PNG" + b"0" * 60_000, "image/png"))])
         assert big.status_code == 413
         assert len(list((tmp_path / "uploads").iterdir())) == 1, "refused uploads leave nothing behind"
+        h = {"Idempotency-Key": "photos-1"}
+        first = c.post("/v1/reconstruct", headers=h, files=[("files", ("a.png", _png(8, 8), "image/png"))])
+        again = c.post("/v1/reconstruct", headers=h, files=[("files", ("a.png", _png(8, 8), "image/png"))])
+        assert (first.status_code, again.status_code) == (202, 200) and first.json()["id"] == again.json()["id"]
+        assert len(list((tmp_path / "uploads").iterdir())) == 2, "a retried upload is not stored twice"
     finally:
         st.runner.shutdown()
 
