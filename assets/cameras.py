@@ -134,6 +134,16 @@ class Cameras:
         """(N,3) camera centres in world space."""
         return self.cam_to_world[:, :3, 3].copy()
 
+    def unproject(self, index: int, uv: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """World points (P,3) float64 of pixels uv (P,2) (OpenCV pixel coordinates: a pixel's
+        centre is at +0.5) seen by camera `index` at camera-z `depth` (P,). Pinhole: lens
+        distortion is ignored (undistort first)."""
+        uv = np.asarray(uv, np.float64).reshape(-1, 2)
+        pix = np.concatenate([uv, np.ones((len(uv), 1))], axis=1)
+        pc = np.linalg.solve(self.K[index], pix.T) * np.asarray(depth, np.float64).reshape(1, -1)
+        c2w = self.cam_to_world[index]
+        return (c2w[:3, :3] @ pc + c2w[:3, 3:4]).T
+
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project world points (P,3) into every camera, applying `dist` when present.
 

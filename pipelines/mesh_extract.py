@@ -93,13 +93,11 @@ def _crop_depths(depths: np.ndarray, cameras: Cameras, lo: np.ndarray, hi: np.nd
     far from the object cost no TSDF blocks)."""
     n, h, w = depths.shape
     jj, ii = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    pix = np.stack([jj.ravel(), ii.ravel(), np.ones(h * w)])
+    uv = np.stack([jj.ravel(), ii.ravel()], axis=1)
     out = depths.copy()
     for k in range(n):
-        d = depths[k].ravel().astype(np.float64)
-        pc = (np.linalg.inv(cameras.K[k]) @ pix) * d
-        pw = cameras.cam_to_world[k, :3, :3] @ pc + cameras.cam_to_world[k, :3, 3:4]
-        inside = np.all((pw.T >= lo) & (pw.T <= hi), axis=1)
+        pw = cameras.unproject(k, uv, depths[k].ravel())
+        inside = np.all((pw >= lo) & (pw <= hi), axis=1)
         out[k] = np.where(inside.reshape(h, w), depths[k], 0.0)
     return out
 
@@ -116,11 +114,7 @@ def backproject(depths: np.ndarray, cameras: Cameras, stride: int = 1) -> np.nda
         ok = np.isfinite(d) & (d > 0)
         if not ok.any():
             continue
-        kinv = np.linalg.inv(cameras.K[k])
-        pix = np.stack([jj[ok], ii[ok], np.ones(ok.sum())], axis=0)
-        pc = (kinv @ pix) * d[ok][None]
-        c2w = cameras.cam_to_world[k]
-        out.append((c2w[:3, :3] @ pc + c2w[:3, 3:4]).T)
+        out.append(cameras.unproject(k, np.stack([jj[ok], ii[ok]], axis=1), d[ok]))
     return np.concatenate(out) if out else np.zeros((0, 3))
 
 

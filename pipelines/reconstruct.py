@@ -44,8 +44,6 @@ class MeshingParams:
 def depth_init_points(views: Views, depths: np.ndarray, per_view: int = 1500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Back-project a random subset of valid depth pixels of every view → (P,3) world points and
     (P,3) sRGB colours: the 'SfM points' of rendered captures."""
-    from .mesh_extract import backproject  # noqa: F401  (same convention: OpenCV z, pixel centres +0.5)
-
     rng = np.random.default_rng(seed)
     pts, cols = [], []
     cams = views.cameras
@@ -55,12 +53,7 @@ def depth_init_points(views: Views, depths: np.ndarray, per_view: int = 1500, se
             continue
         sel = rng.choice(len(v), min(len(v), per_view), replace=False)
         v, u = v[sel], u[sel]
-        z = depths[i][v, u].astype(np.float64)
-        K = cams.K[i]
-        x = (u + 0.5 - K[0, 2]) / K[0, 0] * z
-        y = (v + 0.5 - K[1, 2]) / K[1, 1] * z
-        pc = np.stack([x, y, z], 1)
-        pts.append(pc @ cams.cam_to_world[i, :3, :3].T + cams.cam_to_world[i, :3, 3])
+        pts.append(cams.unproject(i, np.stack([u + 0.5, v + 0.5], axis=1), depths[i][v, u]))
         cols.append(linear_to_srgb(views.images[i][v, u]))
     return np.concatenate(pts), np.concatenate(cols)
 

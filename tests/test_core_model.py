@@ -136,3 +136,13 @@ def test_tangents_follow_u_and_bitangent_points_up_the_image():
     # Mirrored UVs flip the handedness.
     mirrored = m.uvs[0] * [-1, 1]
     assert (compute_tangents(m.vertices, m.normals, mirrored, m.faces)[:, 3] == -1).all()
+
+
+def test_unproject_inverts_project():
+    from studio.assets import Cameras
+
+    cams = Cameras.look_at([[2.0, 1.0, 3.0], [-1.0, 0.5, 2.0]], [0.0, 0.2, 0.0], width=64, height=48)
+    pts = np.random.default_rng(0).uniform(-0.3, 0.3, (50, 3))
+    uv, z = cams.project(pts)
+    for k in range(len(cams)):
+        assert np.allclose(cams.unproject(k, uv[k], z[k]), pts, atol=1e-9)
