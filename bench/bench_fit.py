@@ -4,7 +4,7 @@
    repo: $STUDIO_BENCH_CACHE or ~/.cache/studio-bench) on the same 50k-Gaussian 256² buddha scene
    (its make_scene.py). Per-iteration time = (wall(n=120) − wall(n=20)) / 100 for both, as the
    OpenSplat README prescribes (no densification before step 500 there; strategy "none" here).
-2. the demo-sized job (procedural asset, 8 training views, 4 held-out) stage by stage in a fresh
+2. the demo-sized job (procedural asset, 12 training views on three rings, 4 held-out) stage by stage in a fresh
    process: render views, fit, mesh, bake, GLB export; wall time per stage and peak RSS.
 3. quality table: procedural sphere + glTF samples rendered as ground truth (render_views), fit
    from depth-initialised points, meshed; held-out PSNR (splats), Chamfer (m and % of the bbox
@@ -91,7 +91,7 @@ def lap(k):
     global t0
     T[k] = round(time.perf_counter() - t0, 2); t0 = time.perf_counter()
 from studio.pipelines.procedural import sample_asset, SampleParams
-from studio.pipelines.views_render import view_rig, render_views
+from studio.pipelines.views_render import held_out_rig, render_views, training_rig
 from studio.pipelines.splat_fit import FitParams, fit_splats
 from studio.pipelines.reconstruct import MeshingParams, bake_asset, depth_init_points, mesh_from_splats
 from studio.pipelines.evaluate import evaluate
@@ -99,9 +99,9 @@ from studio.assets.io import save
 size, iters = int(sys.argv[1]), int(sys.argv[2])
 lap("imports")
 a = sample_asset(SampleParams(texture_size=512))
-train = view_rig(a, 8, size)
+train = training_rig(a, 12, size)
 tv, td = render_views(a, train)
-hv, _ = render_views(a, view_rig(a, 4, size, elevations=(30.0,), start_azimuth_deg=22.5))
+hv, _ = render_views(a, held_out_rig(a, size))
 pts, cols = depth_init_points(tv, td)
 lap("render_views")
 fit = FitParams(iterations=iters, refine_start=iters // 6, refine_stop=int(iters * 0.75), refine_every=max(10, iters // 12), lr_means=2e-4)
@@ -123,7 +123,7 @@ print(json.dumps({"stages_s": T, "splats": len(s), "peak_rss_gb": resource.getru
 """
 
 
-def demo_job(size: int = 256, iterations: int = 300) -> dict[str, Any]:
+def demo_job(size: int = 256, iterations: int = 400) -> dict[str, Any]:
     r = subprocess.run([sys.executable, "-c", _DEMO, str(size), str(iterations)], check=True, capture_output=True, text=True)
     d = json.loads(r.stdout.strip().splitlines()[-1])
     d["total_s"] = round(sum(d["stages_s"].values()), 2)
@@ -135,15 +135,15 @@ import json, sys, time
 import numpy as np
 from studio.assets.io import load
 from studio.pipelines.procedural import sample_asset, SampleParams
-from studio.pipelines.views_render import view_rig, render_views
+from studio.pipelines.views_render import held_out_rig, render_views, training_rig
 from studio.pipelines.splat_fit import FitParams, fit_splats
 from studio.pipelines.reconstruct import MeshingParams, depth_init_points, mesh_from_splats
 from studio.pipelines.evaluate import evaluate
 name, size, iters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 a = sample_asset(SampleParams(texture_size=256)) if name == "procedural" else load(name)
-train = view_rig(a, 8, size)
+train = training_rig(a, 12, size)
 tv, td = render_views(a, train)
-hv, _ = render_views(a, view_rig(a, 4, size, elevations=(30.0,), start_azimuth_deg=22.5))
+hv, _ = render_views(a, held_out_rig(a, size))
 pts, cols = depth_init_points(tv, td)
 t = time.perf_counter()
 fit = FitParams(iterations=iters, refine_start=iters // 6, refine_stop=int(iters * 0.75), refine_every=max(10, iters // 12), lr_means=2e-4)
@@ -161,7 +161,7 @@ print(json.dumps({"psnr": m["splats"]["psnr"], "chamfer_cm": m["surface"]["chamf
 SAMPLES = ("WaterBottle/WaterBottle.gltf", "CesiumMilkTruck/CesiumMilkTruck.glb", "BoxVertexColors/BoxVertexColors.glb")
 
 
-def quality(size: int = 128, iterations: int = 300) -> dict[str, dict]:
+def quality(size: int = 192, iterations: int = 400) -> dict[str, dict]:
     rows = {}
     for name in ("procedural",) + SAMPLES:
         path = name if name == "procedural" else str(TESTDATA / "gltf" / name)

@@ -25,9 +25,9 @@ class DemoParams:
     splats: int = param(20000, "Gaussian splats sampled on the surface of the sample", minimum=1, maximum=2_000_000)
     seed: int = param(0, "random seed")
     reconstruct: bool = param(True, "also reconstruct the sample from rendered views (fit → mesh → bake)")
-    views: int = param(8, "training views for the reconstruction", minimum=2, maximum=64)
+    views: int = param(12, "training views for the reconstruction (three rings, one below the equator)", minimum=2, maximum=64)
     view_size: int = param(192, "training view size in pixels", minimum=32, maximum=1024)
-    iterations: int = param(300, "splat fit iterations", minimum=10, maximum=30000)
+    iterations: int = param(400, "splat fit iterations", minimum=10, maximum=30000)
     target_faces: int = param(8000, "faces of the reconstructed mesh", minimum=100, maximum=1_000_000)
     bake_size: int = param(512, "baked texture size in pixels", minimum=64, maximum=4096)
     turntable_frames: int = param(48, "frames of the turntable video", minimum=1, maximum=720)
@@ -58,17 +58,17 @@ def stage_sample(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> As
 
 
 def stage_views(p: DemoParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
-    """Training views (two rings) and held-out views (a ring between them) of the sample's mesh."""
+    """Training views (three rings) and held-out views (between them) of the sample's mesh."""
     from .reconstruct import depth_init_points
-    from .views_render import render_views, view_rig
+    from .views_render import held_out_rig, render_views, training_rig
 
     if not p.reconstruct:
         return None
     mesh_only = Asset(meshes=inputs["sample"].meshes)
     ctx.progress(0.0, f"rendering {p.views} training views")
-    train, depth = render_views(mesh_only, view_rig(mesh_only, p.views, p.view_size))
+    train, depth = render_views(mesh_only, training_rig(mesh_only, p.views, p.view_size))
     ctx.progress(0.6, "rendering held-out views")
-    test, _ = render_views(mesh_only, view_rig(mesh_only, 4, p.view_size, elevations=(30.0,), start_azimuth_deg=22.5))
+    test, _ = render_views(mesh_only, held_out_rig(mesh_only, p.view_size))
     points, colors = depth_init_points(train, depth, seed=p.seed)
     return {"train": train, "test": test, "points": points, "colors": colors}
 
@@ -141,7 +141,7 @@ DEMO = Pipeline(
     params_type=DemoParams,
     stages=(
         Stage("sample", stage_sample, version="1", params=SAMPLE_KEYS, weight=0.5),
-        Stage("views", stage_views, version="1", inputs=("sample",), params=VIEW_KEYS, weight=0.5),
+        Stage("views", stage_views, version="2", inputs=("sample",), params=VIEW_KEYS, weight=0.5),
         Stage("fit", stage_fit, version="1", inputs=("views",), params=FIT_KEYS, weight=6.0),
         Stage("mesh", stage_mesh, version="1", inputs=("fit", "views"), params=MESH_KEYS, weight=1.0),
         Stage("bake", stage_bake, version="1", inputs=("mesh", "views", "fit"), params=BAKE_KEYS, weight=1.5),

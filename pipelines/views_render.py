@@ -25,6 +25,24 @@ def view_rig(asset: Asset, n: int, size: int, elevations=(15.0, 45.0), start_azi
     return Cameras(K, c2w, size, size)
 
 
+# Object capture rig: a ring below the equator as well as two above, as when the object is turned
+# over on a turntable. With the two upper rings alone the underside is never seen and its surface
+# is guessed: on the procedural sample F-score@1 % went 0.90 → 0.97 and Chamfer 0.8 → 0.3 % of
+# the diagonal with 12 views on these three rings instead of 8 on two (bench/bench_fit.py).
+TRAINING_ELEVATIONS = (-30.0, 15.0, 45.0)
+HELD_OUT_ELEVATIONS = (-15.0, 30.0)
+
+
+def training_rig(asset: Asset, n: int, size: int) -> Cameras:
+    """n training cameras on the three rings of TRAINING_ELEVATIONS."""
+    return view_rig(asset, n, size, elevations=TRAINING_ELEVATIONS)
+
+
+def held_out_rig(asset: Asset, size: int, n: int = 4) -> Cameras:
+    """n held-out cameras between the training rings (elevations and azimuths no training view has)."""
+    return view_rig(asset, n, size, elevations=HELD_OUT_ELEVATIONS, start_azimuth_deg=22.5)
+
+
 def render_views(asset: Asset, cameras: Cameras, environment=None, tone_mapping: str = "none") -> tuple[Views, np.ndarray]:
     """Render `asset` into `cameras` with the PBR rasteriser.
 
