@@ -134,6 +134,19 @@ class Cameras:
         """(N,3) camera centres in world space."""
         return self.cam_to_world[:, :3, 3].copy()
 
+    def subject_sphere(self) -> tuple[np.ndarray, float]:
+        """(centre (3,), radius) of where an object capture's subject is: the least-squares point
+        closest to every camera's optical axis (+Z), and half the distance from it to the nearest
+        camera. One camera: a point 1 unit ahead of it."""
+        centers = self.centers
+        dirs = self.cam_to_world[:, :3, 2]
+        if len(self) < 2:
+            return centers[0] + dirs[0], 0.5
+        a = sum(np.eye(3) - np.outer(d, d) for d in dirs)
+        b = sum((np.eye(3) - np.outer(d, d)) @ c for d, c in zip(dirs, centers))
+        focus = np.linalg.lstsq(a, b, rcond=None)[0]
+        return focus, 0.5 * float(np.linalg.norm(centers - focus, axis=1).min())
+
     def unproject(self, index: int, uv: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """World points (P,3) float64 of pixels uv (P,2) (OpenCV pixel coordinates: a pixel's
         centre is at +0.5) seen by camera `index` at camera-z `depth` (P,). Pinhole: lens

@@ -58,6 +58,19 @@ def depth_init_points(views: Views, depths: np.ndarray, per_view: int = 1500, se
     return np.concatenate(pts), np.concatenate(cols)
 
 
+def subject_bounds(splats: GaussianSplats, cameras: Cameras, q: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Robust (lo, hi) world corners of the splats that make up the subject: the q-th and
+    (100−q)-th percentiles of the means inside the cameras' subject sphere (all means when fewer
+    than 100 lie there). Keeps a photo capture's far background splats (room, sky shell) out of
+    the meshing volume."""
+    centre, radius = cameras.subject_sphere()
+    means = splats.means
+    near = np.linalg.norm(means - centre, axis=1) < radius
+    if near.sum() >= 100:
+        means = means[near]
+    return np.percentile(means, q, axis=0), np.percentile(means, 100 - q, axis=0)
+
+
 def depth_rig(splats: GaussianSplats, cameras: Cameras, n: int) -> Cameras:
     """The training cameras plus `n` cameras on rings around the splats' robust bounds, at
     elevations (about +Y) inside the band the training cameras cover: views from outside it see
@@ -66,7 +79,7 @@ def depth_rig(splats: GaussianSplats, cameras: Cameras, n: int) -> Cameras:
         return cameras
     from .views_render import view_rig
 
-    lo, hi = np.percentile(splats.means, [2, 98], axis=0)
+    lo, hi = subject_bounds(splats, cameras, 2.0)
     centre = 0.5 * (lo + hi)
     rel = cameras.centers - centre
     el = np.degrees(np.arcsin(np.clip(rel[:, 1] / np.linalg.norm(rel, axis=1), -1, 1)))
@@ -96,7 +109,7 @@ def mesh_from_splats(splats: GaussianSplats, cameras: Cameras, p: MeshingParams,
         from studio.errors import CancelledError
 
         raise CancelledError("meshing cancelled")
-    lo, hi = np.percentile(splats.means, [1, 99], axis=0)
+    lo, hi = subject_bounds(splats, cameras, 1.0)
     pad = 0.05 * (hi - lo)
     colors = srgb_to_linear(rgb).astype(np.float32)
     report(0.4, "TSDF fusion")

@@ -41,6 +41,8 @@ class FitParams:
     sh_degree: int = 2
     sh_interval: int = 150  # raise the SH degree every this many steps
     init_count: int = 20_000  # random init when no points are given
+    init_random: int = 0  # uniform points in the look-at sphere added to given (sparse SfM) points
+    init_shell: int = 0  # points on a sphere at 3× the camera distance: the far background of photos
     init_opacity: float = 0.1
     lr_means: float = 1.6e-3  # × scene scale; decays ×0.01 over the run
     lr_scales: float = 5e-3
@@ -134,6 +136,12 @@ def _init_params(points: np.ndarray, colors: np.ndarray | None, p: FitParams, de
     )
 
 
+def _uniform_in_sphere(rng: np.random.Generator, centre: np.ndarray, radius: float, n: int) -> np.ndarray:
+    v = rng.normal(size=(n, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return centre + v * radius * rng.uniform(0, 1, (n, 1)) ** (1 / 3)
+
+
 def fit_splats(
     views: Views,
     params: FitParams = FitParams(),
@@ -165,17 +173,18 @@ def _fit(views, params, init_points, init_colors, progress, cancel):
     cams = views.cameras
     centers = cams.centers
     scene_scale = float(np.linalg.norm(centers - centers.mean(0), axis=1).max() or 1.0)
+    focus, r = cams.subject_sphere()
     if init_points is None:
-        # Uniform in a sphere around the point all cameras look at (least-squares closest point).
-        dirs = cams.cam_to_world[:, :3, 2]
-        a = sum(np.eye(3) - np.outer(d, d) for d in dirs)
-        b = sum((np.eye(3) - np.outer(d, d)) @ c for d, c in zip(dirs, centers))
-        focus = np.linalg.lstsq(a, b, rcond=None)[0]
-        r = 0.5 * float(np.linalg.norm(centers - focus, axis=1).min())
-        v = rng.normal(size=(params.init_count, 3))
-        v /= np.linalg.norm(v, axis=1, keepdims=True)
-        init_points = focus + v * r * rng.uniform(0, 1, (params.init_count, 1)) ** (1 / 3)
-        init_colors = None
+        init_points, init_colors = _uniform_in_sphere(rng, focus, r, params.init_count), None
+    elif params.init_random > 0:
+        extra = _uniform_in_sphere(rng, focus, r, params.init_random)
+        init_colors = None if init_colors is None else np.concatenate([init_colors, np.full((len(extra), 3), 0.5)])
+        init_points = np.concatenate([init_points, extra])
+    if params.init_shell > 0:
+        v = rng.normal(size=(params.init_shell, 3))
+        shell = focus + 3.0 * float(np.linalg.norm(centers - focus, axis=1).max()) * v / np.linalg.norm(v, axis=1, keepdims=True)
+        init_colors = None if init_colors is None else np.concatenate([init_colors, np.full((len(shell), 3), 0.5)])
+        init_points = np.concatenate([init_points, shell])
     gp = _init_params(np.asarray(init_points, np.float64), init_colors, params, dev, rng)
     lrs = {
         "means": params.lr_means * scene_scale,

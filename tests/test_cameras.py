@@ -395,3 +395,27 @@ def test_gltf_camera_round_trip():
     np.testing.assert_allclose(node[:, :3, :3] @ [0, 1.0, 0], -cams.cam_to_world[:, :3, 1], atol=1e-12)
     scaled = node @ np.diag([2.0, 2.0, 2.0, 1.0])  # a node scale is ignored for cameras
     np.testing.assert_allclose(gltf_node_to_cam_to_world(scaled), cams.cam_to_world, atol=1e-12)
+
+
+def test_subject_sphere_and_bounds_ignore_far_background() -> None:
+    """Cameras on a ring looking at an object at (1,2,3): the subject sphere is centred there;
+    splats on a far shell (a photo capture's room) stay out of the meshing bounds."""
+    from studio.assets import Asset, GaussianSplats
+    from studio.pipelines.reconstruct import subject_bounds
+    from studio.renderers.thumbnails import orbit_cameras
+
+    def splats(means: np.ndarray) -> GaussianSplats:
+        n = len(means)
+        return GaussianSplats(means, np.tile([1.0, 0, 0, 0], (n, 1)), np.full((n, 3), 0.01), np.full(n, 0.5), np.zeros((n, 1, 3)))
+
+    centre = np.array([1.0, 2.0, 3.0])
+    rng = np.random.default_rng(0)
+    obj = centre + rng.uniform(-0.5, 0.5, (2000, 3))
+    cams = orbit_cameras(Asset(splats=splats(obj)), 8, 64, elevation_deg=20.0)
+    c, r = cams.subject_sphere()
+    assert np.linalg.norm(c - centre) < 0.05
+    assert 0.4 * np.linalg.norm(cams.centers - centre, axis=1).min() < r
+    v = rng.normal(size=(1000, 3))
+    shell = centre + 30.0 * v / np.linalg.norm(v, axis=1, keepdims=True)
+    lo, hi = subject_bounds(splats(np.concatenate([obj, shell])), cams)
+    assert np.all(lo > centre - 0.6) and np.all(hi < centre + 0.6)
