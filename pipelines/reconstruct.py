@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -35,7 +36,8 @@ class MeshingParams:
     metallic: float = 0.0
     ao_rays: int = 16
     min_alpha: float = 0.95  # fuse only depth pixels whose splat alpha exceeds this
-    depth_sharpen: float = 4.0  # first-surface depth: transmittance T^k (see render_splats)
+    depth: Literal["median", "first_surface"] = "median"  # see splat_geometry.render_disc_depth
+    depth_sharpen: float = 4.0  # "first_surface": centre depth weighted by transmittance T^k (render_splats)
     trunc_voxels: float = 4.0
     max_depth_jump: float | None = 0.05
     close_holes: bool = False  # fill every boundary loop (unobserved undersides) → a closed mesh
@@ -97,13 +99,23 @@ def depth_rig(splats: GaussianSplats, cameras: Cameras, n: int) -> Cameras:
 def mesh_from_splats(splats: GaussianSplats, cameras: Cameras, p: MeshingParams, progress: Progress = None,
                      cancel: Cancel = None) -> tuple[Mesh, Mesh]:
     """Render splat depth from `cameras` + extra views → TSDF → main component → decimate.
+    Depth is the median ray–disc depth (2DGS-style; F-score@1 % on the shared glTF samples rose
+    from 0.62–0.81 with first-surface centre depth to 0.91–0.99, bench/bench_fit.py).
     Returns (dense mesh, decimated mesh)."""
+    from studio.renderers.splat_cpu import kernel_library
+
     from .mesh_extract import DecimateParams, TSDFParams, decimate, tsdf_fuse
+    from .splat_geometry import render_disc_depth
 
     rig = depth_rig(splats, cameras, p.extra_views)
     report = progress or (lambda f, m: None)
     report(0.0, f"rendering {len(rig)} splat depth maps")
-    rgb, depth, alpha = render_splats(splats, rig, mode="RGB+ED", depth_sharpen=p.depth_sharpen)
+    colors = None
+    if p.depth == "median" and kernel_library() is not None:
+        depth, alpha = render_disc_depth(splats, rig, median=True)
+    else:  # no C++ kernel: centre depth toward the first surface
+        rgb, depth, alpha = render_splats(splats, rig, mode="RGB+ED", depth_sharpen=p.depth_sharpen)
+        colors = srgb_to_linear(rgb).astype(np.float32)
     depth = np.where(alpha > p.min_alpha, depth, 0.0).astype(np.float32)
     if cancel is not None and cancel():
         from studio.errors import CancelledError
@@ -111,7 +123,6 @@ def mesh_from_splats(splats: GaussianSplats, cameras: Cameras, p: MeshingParams,
         raise CancelledError("meshing cancelled")
     lo, hi = subject_bounds(splats, cameras, 1.0)
     pad = 0.05 * (hi - lo)
-    colors = srgb_to_linear(rgb).astype(np.float32)
     report(0.4, "TSDF fusion")
     dense = tsdf_fuse(depth, rig, colors, TSDFParams(voxels_per_diagonal=p.voxels_per_diagonal, bounds=np.stack([lo - pad, hi + pad]),
                                                     keep_largest_only=True, max_depth_jump=p.max_depth_jump,

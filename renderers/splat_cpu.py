@@ -549,6 +549,60 @@ static void fwd(int I, int H, int W, int ts, int tw, int th, int D_, int64_t n_i
   });
 }
 
+// Forward only: per pixel, the channels of the Gaussian at which the transmittance first drops
+// to `level` or below (the median contributor for level 0.5), zeros when it never does; out_T
+// holds the final transmittance. Same culling as fwd (alpha < 1/255 skipped, T_MIN stop).
+template <typename S>
+static void median(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_isects,
+                   const S* xy, const S* conic, const S* opac, const S* col, S level,
+                   const int32_t* offsets, const int32_t* flat, S* out_col, S* out_T, int nthreads) {
+  const int64_t ntiles = (int64_t)I * th * tw;
+  parallel_for(ntiles, nthreads, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<S> g, c;
+    std::vector<std::vector<int32_t>> lists;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int img = (int)(t / ((int64_t)th * tw));
+      const int tid = (int)(t % ((int64_t)th * tw));
+      const int ty = tid / tw, tx = tid % tw;
+      const int64_t start = offsets[t];
+      const int64_t end = (t == ntiles - 1) ? n_isects : (int64_t)offsets[t + 1];
+      const int64_t n = end - start;
+      gather(start, n, flat, xy, conic, opac, col, D, g, c);
+      const int x0 = tx * ts, y0 = ty * ts, x1 = std::min(W, x0 + ts), y1 = std::min(H, y0 + ts);
+      int nbx;
+      block_lists(g, n, x0, y0, x1, y1, lists, nbx);
+      for (int i = y0; i < y1; ++i) {
+        for (int j = x0; j < x1; ++j) {
+          const std::vector<int32_t>& lst = lists[(size_t)((i - y0) / BS) * nbx + (j - x0) / BS];
+          const S px = (S)j + (S)0.5, py = (S)i + (S)0.5;
+          const int64_t pix = ((int64_t)img * H + i) * W + j;
+          S* o = out_col + pix * D;
+          for (int d = 0; d < D; ++d) o[d] = 0;
+          S T = 1;
+          bool found = false;
+          for (size_t li = 0; li < lst.size(); ++li) {
+            const int64_t k = lst[li];
+            const S* p = &g[k * GS];
+            const S dx = p[0] - px, dy = p[1] - py;
+            const S sigma = (S)0.5 * (p[2] * dx * dx + p[4] * dy * dy) + p[3] * dx * dy;
+            if (sigma < 0 || sigma > p[6]) continue;
+            const S alpha = std::min(Consts<S>::amax, p[5] * std::exp(-sigma));
+            if (alpha < Consts<S>::thr) continue;
+            const S next_T = T * (1 - alpha);
+            if (next_T <= Consts<S>::tmin) { if (!found) { for (int d = 0; d < D; ++d) o[d] = c[k * D + d]; } break; }
+            if (!found && next_T <= level) {
+              for (int d = 0; d < D; ++d) o[d] = c[k * D + d];
+              found = true;
+            }
+            T = next_T;
+          }
+          out_T[pix] = T;
+        }
+      }
+    }
+  });
+}
+
 // Gradients are written per intersection entry (each belongs to exactly one tile, so no
 // races); the caller scatter-adds them onto Gaussians with index_add_.
 template <typename S, int DC>
@@ -1080,6 +1134,10 @@ void splat_fwd_f64(FWD_ARGS(double)) { BY_D(fwd, double, FWD_CALL) }
   out_T, out_last, v_col, v_alpha, g_xy, g_conic, g_opac, g_col, g_abs, nt
 void splat_bwd_f32(BWD_ARGS(float)) { BY_D(bwd, float, BWD_CALL) }
 void splat_bwd_f64(BWD_ARGS(double)) { BY_D(bwd, double, BWD_CALL) }
+void splat_median_f32(int I, int H, int W, int ts, int tw, int th, int D, int64_t n, const float* xy,
+  const float* conic, const float* opac, const float* col, float level, const int32_t* offsets,
+  const int32_t* flat, float* out_col, float* out_T, int nt) {
+  median<float>(I, H, W, ts, tw, th, D, n, xy, conic, opac, col, level, offsets, flat, out_col, out_T, nt); }
 #define PF_ARGS(S) int B, int C, int N, const S* means, const S* quats, const S* scales, \
   const S* opac, const S* viewmats, const S* Ks, int W, int H, S eps2d, S near_plane, \
   S far_plane, S radius_clip, int calc_comp, int32_t* radii, S* means2d, S* depths, \
@@ -1159,6 +1217,8 @@ def _build_library() -> ctypes.CDLL:
     for name in ("splat_fwd_f32", "splat_fwd_f64"):
         getattr(lib, name).argtypes = [i32] * 7 + [i64] + [vp] * 10 + [i32]
         getattr(lib, name).restype = None
+    lib.splat_median_f32.argtypes = [i32] * 7 + [i64] + [vp] * 4 + [ctypes.c_float] + [vp] * 4 + [i32]
+    lib.splat_median_f32.restype = None
     for name in ("splat_bwd_f32", "splat_bwd_f64"):
         getattr(lib, name).argtypes = [i32] * 7 + [i64] + [vp] * 16 + [i32]
         getattr(lib, name).restype = None
@@ -1543,3 +1603,36 @@ def rasterization_cpu(
     out_shape = batch_dims + (C, height, width)
     return (render_colors.reshape(out_shape + (-1,)), render_alphas.reshape(out_shape + (1,)),
             meta)
+
+
+def median_render(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, channels: Tensor,
+                  viewmat: Tensor, K: Tensor, width: int, height: int, level: float = 0.5,
+                  tile_size: int = 16) -> Tuple[Tensor, Tensor]:
+    """Forward only, one pinhole camera, float32 on the CPU (C++ kernel): per pixel, the
+    `channels` (N,D) of the Gaussian at which the front-to-back transmittance first drops to
+    `level` or below — the median contributor for 0.5 — zeros where it never does.
+    means (N,3), quats (N,4) wxyz, scales (N,3), opacities (N,) in [0,1], viewmat (4,4), K (3,3).
+    Returns (values (H,W,D), alpha (H,W) = 1 − final transmittance)."""
+    lib = kernel_library()
+    if lib is None:
+        raise RuntimeError(f"median_render needs the C++ splat kernel (g++ was not usable): {_lib_error}")
+    f = lambda t: t.detach().to("cpu", torch.float32)  # noqa: E731
+    means, quats, scales, opacities, channels = f(means), f(quats), f(scales), f(opacities), f(channels)
+    radii, means2d, depths, conics, _ = fully_fused_projection(
+        means[None], None, quats[None], scales[None], f(viewmat)[None, None], f(K)[None, None], width, height,
+        eps2d=0.3, near_plane=0.01, far_plane=1e10, radius_clip=0.0, calc_compensations=False,
+        opacities=opacities[None])
+    tw, th = math.ceil(width / tile_size), math.ceil(height / tile_size)
+    N = means.shape[0]
+    _, _, flatten_ids, isect_offsets = isect_tiles(
+        means2d.reshape(-1, 2), radii.reshape(-1, 2), depths.reshape(-1), torch.zeros(N, dtype=torch.long), 1,
+        tile_size, tw, th)
+    D = channels.shape[-1]
+    out = torch.empty((height, width, D), dtype=torch.float32)
+    T = torch.empty((height, width), dtype=torch.float32)
+    xy, cn = means2d.reshape(-1, 2).contiguous(), conics.reshape(-1, 3).contiguous()
+    op, col = opacities.contiguous(), channels.contiguous()
+    offs, flat = isect_offsets.contiguous(), flatten_ids.contiguous()
+    lib.splat_median_f32(1, height, width, tile_size, tw, th, D, len(flat), _ptr(xy), _ptr(cn), _ptr(op), _ptr(col),
+                         float(level), _ptr(offs), _ptr(flat), _ptr(out), _ptr(T), _n_threads(len(flat), tile_size))
+    return out, 1.0 - T
