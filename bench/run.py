@@ -23,7 +23,7 @@ BENCHES = {
     "splats": ("bench_splats.py", {"n": 20_000, "reps": 3}),
     "threejs_fps": ("bench_threejs_fps.py", {"frames": 10}),
     "xr_latency": ("bench_xr_latency.py", {"updates": 10, "triangles": 20_000, "splats": 20_000}),
-    "fit": ("bench_fit.py", {"opensplat": False, "table": False}),
+    "fit": ("bench_fit.py", {"opensplat": False, "table": False, "capture": False}),
     "load": ("bench_load.py", {"clients": 50, "duration_s": 20}),
     "feedforward": ("bench_feedforward.py", {"quick": True}),
 }

@@ -18,6 +18,7 @@ class CaptureParams:
     max_size: int = param(384, "longest image side used for fitting", minimum=32, maximum=4096)
     iterations: int = param(600, "splat fit iterations", minimum=10, maximum=30000)
     target_faces: int = param(20000, "faces of the output mesh", minimum=100, maximum=1_000_000)
+    isolate: bool = param(False, "keep only the object standing on the table or floor, closed (watertight)")
     bake_size: int = param(1024, "baked texture size", minimum=64, maximum=8192)
     seed: int = param(0, "random seed")
     out: str = param("", "folder for the results (default: the job's folder)")
@@ -25,14 +26,14 @@ class CaptureParams:
 
 VIEW_KEYS = ("photos", "max_size")
 FIT_KEYS = VIEW_KEYS + ("iterations", "seed")
-MESH_KEYS = FIT_KEYS + ("target_faces",)
+MESH_KEYS = FIT_KEYS + ("target_faces", "isolate")
 BAKE_KEYS = MESH_KEYS + ("bake_size",)  # the texture size matters to the bake only, not to meshing
 
 
 def _meshing(p: CaptureParams):
     from .reconstruct import MeshingParams
 
-    return MeshingParams(texture_size=p.bake_size, target_faces=p.target_faces)
+    return MeshingParams(texture_size=p.bake_size, target_faces=p.target_faces, isolate_object=p.isolate)
 
 
 def stage_views(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import numpy as np
 from studio.assets import Asset, AssetMetadata, Cameras, GaussianSplats, Mesh, Views
 from studio.assets.colour import linear_to_srgb, srgb_to_linear
 from studio.assets.tangents import compute_tangents
+from studio.errors import EmptyResultError
 
 from .splat_fit import FitParams, fit_splats, render_splats
 
@@ -41,6 +42,7 @@ class MeshingParams:
     trunc_voxels: float = 4.0
     max_depth_jump: float | None = 0.05
     close_holes: bool = False  # fill every boundary loop (unobserved undersides) → a closed mesh
+    isolate_object: bool = False  # keep the object standing on its support plane, closed (object_isolation)
 
 
 def depth_init_points(views: Views, depths: np.ndarray, per_view: int = 1500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +109,7 @@ def mesh_from_splats(splats: GaussianSplats, cameras: Cameras, p: MeshingParams,
     from .mesh_extract import DecimateParams, TSDFParams, decimate, tsdf_fuse
     from .splat_geometry import render_disc_depth
 
-    rig = depth_rig(splats, cameras, p.extra_views)
+    rig = depth_rig(splats, cameras, 0 if p.isolate_object else p.extra_views)
     report = progress or (lambda f, m: None)
     report(0.0, f"rendering {len(rig)} splat depth maps")
     colors = None
@@ -123,15 +125,32 @@ def mesh_from_splats(splats: GaussianSplats, cameras: Cameras, p: MeshingParams,
         raise CancelledError("meshing cancelled")
     lo, hi = subject_bounds(splats, cameras, 1.0)
     pad = 0.05 * (hi - lo)
-    report(0.4, "TSDF fusion")
-    dense = tsdf_fuse(depth, rig, colors, TSDFParams(voxels_per_diagonal=p.voxels_per_diagonal, bounds=np.stack([lo - pad, hi + pad]),
-                                                    keep_largest_only=True, max_depth_jump=p.max_depth_jump,
-                                                    trunc_voxels=p.trunc_voxels, fill_holes=p.close_holes,
-                                                    max_hole_size=float(np.linalg.norm(hi - lo)) * 2 if p.close_holes else None), cancel=cancel)
+    if p.isolate_object:
+        dense = _isolated(depth[: len(cameras)], cameras, lo - pad, hi + pad, p)
+    else:
+        report(0.4, "TSDF fusion")
+        dense = tsdf_fuse(depth, rig, colors, TSDFParams(voxels_per_diagonal=p.voxels_per_diagonal, bounds=np.stack([lo - pad, hi + pad]),
+                                                        keep_largest_only=True, max_depth_jump=p.max_depth_jump,
+                                                        trunc_voxels=p.trunc_voxels, fill_holes=p.close_holes,
+                                                        max_hole_size=float(np.linalg.norm(hi - lo)) * 2 if p.close_holes else None), cancel=cancel)
     report(0.8, f"decimating {len(dense.faces)} → {p.target_faces} faces")
     low = decimate(dense, p.target_faces, DecimateParams(), cancel=cancel)
     report(1.0, f"mesh: {len(low.faces)} faces")
     return dense, low
+
+
+def _isolated(depth: np.ndarray, cameras: Cameras, lo: np.ndarray, hi: np.ndarray, p: MeshingParams) -> Mesh:
+    """The object on its support plane from the training views' depth, closed (watertight)."""
+    from .mesh_extract import drop_depth_edges
+    from .object_isolation import depth_points, isolate_object
+
+    if p.max_depth_jump is not None:
+        depth = drop_depth_edges(depth, p.max_depth_jump)
+    pts, nrm = depth_points(depth, cameras, stride=2)
+    inside = np.all((pts > lo) & (pts < hi), axis=1)
+    if inside.sum() < 100:
+        raise EmptyResultError("object isolation: fewer than 100 depth points inside the subject's bounds")
+    return isolate_object(pts[inside], nrm[inside], cameras, float(np.linalg.norm(hi - lo)) / p.voxels_per_diagonal)
 
 
 def bake_asset(dense: Mesh, low: Mesh, views: Views, splats: GaussianSplats | None, p: MeshingParams,

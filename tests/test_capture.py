@@ -174,9 +174,15 @@ def test_buddha_fits_from_shipped_poses(testdata: Path) -> None:
     train_psnr = psnr(render_splats(splats, tv.cameras, background=(0, 0, 0))[0], linear_to_srgb(tv.images))
     print(f"buddha: held-out PSNR {held:.2f} dB (flat colour {flat:.2f}), train {train_psnr:.2f} dB, {len(splats)} splats")
     assert held >= 18.0 and held >= flat + 2.5 and train_psnr >= 21.0
-    dense, low = mesh_from_splats(splats, tv.cameras, MeshingParams(extra_views=0, voxels_per_diagonal=96, target_faces=4000))
-    assert len(dense.faces) > 1000 and 0 < len(low.faces) <= 4400
-    # the surface lies in front of the cameras, around the SfM points of the head
-    lo, hi = np.percentile(pts, [5, 95], axis=0)
-    centre = np.median(dense.vertices, axis=0)
-    assert np.all(centre > lo) and np.all(centre < hi)
+    # the head alone, closed: the table is found as the support plane and cut away, the footprint capped
+    dense, low = mesh_from_splats(splats, tv.cameras, MeshingParams(target_faces=4000, isolate_object=True))
+    scene, _ = mesh_from_splats(splats, tv.cameras, MeshingParams(target_faces=4000, extra_views=0))  # head + table
+    box = lambda m: float(np.prod(np.ptp(m.vertices, axis=0)))  # noqa: E731
+    print(f"head: {len(low.faces)} faces, extent {np.ptp(low.vertices, axis=0).round(2)}, volume {low.geometry.volume:.4f}; "
+          f"bbox {box(low) / box(scene):.2f} of the fused scene's")
+    for m in (dense, low):
+        assert m.geometry.is_watertight and m.geometry.volume > 0
+    assert 0 < len(low.faces) <= 4400
+    assert box(low) < 0.75 * box(scene)  # the table is cut away (measured 0.48)
+    centre, radius = tv.cameras.subject_sphere()
+    assert np.linalg.norm(low.vertices - centre, axis=1).max() < 1.25 * radius  # what the cameras look at (measured 1.17)
