@@ -324,9 +324,8 @@ def _decimate_closed(vertices: np.ndarray, faces: np.ndarray, target_faces: int)
     om = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices.astype(np.float64)),
                                    o3d.utility.Vector3iVector(faces.astype(np.int32)))
     out = om.simplify_quadric_decimation(int(target_faces))
-    out.remove_degenerate_triangles()
-    out.remove_unreferenced_vertices()
-    v, f = np.asarray(out.vertices), np.asarray(out.triangles)
+    cleaned = clean_mesh(Mesh.from_arrays(np.asarray(out.vertices), np.asarray(out.triangles)))  # as decimate() will
+    v, f = cleaned.vertices, cleaned.faces
     if len(f) == 0 or not trimesh.Trimesh(v, f, process=False).is_watertight:
         return None, None
     return v, f
@@ -350,6 +349,8 @@ def decimate(
     if target_faces < 4:
         raise ValueError(f"target_faces must be at least 4, got {target_faces}")
     _check_cancel(cancel)
+    raw = mesh
+    closed = len(raw.faces) > 0 and raw.geometry.is_watertight  # before cleaning: dropping slivers opens it
     mesh = clean_mesh(mesh)
     if len(mesh.faces) == 0:
         raise EmptyResultError("decimate: the mesh has no faces")
@@ -357,8 +358,8 @@ def decimate(
         return mesh
     _report(progress, 0.0, f"decimating {len(mesh.faces)} → {target_faces} faces")
     v = f = None
-    if mesh.geometry.is_watertight:  # keep closed meshes closed (fast-simplification can open them)
-        v, f = _decimate_closed(mesh.vertices, mesh.faces, target_faces)
+    if closed:  # keep closed meshes closed (fast-simplification can open them)
+        v, f = _decimate_closed(raw.vertices, raw.faces, target_faces)
     if v is None:
         v, f = fast_simplification.simplify(
             mesh.vertices.astype(np.float64),

@@ -188,7 +188,13 @@ def _closed_surface(verts: np.ndarray, faces: np.ndarray, cell: float) -> Mesh:
     if occ.max() <= 0.5:
         raise EmptyResultError("object isolation: the reconstructed surface encloses no volume")
     v, f, _, _ = marching_cubes(occ, 0.5, spacing=(cell,) * 3)
-    closed = trimesh.Trimesh(v + lo, f, process=True)
+    # collapse marching cubes' zero-length edges so no sliver has to be deleted (that would open it)
+    om = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v + lo), o3d.utility.Vector3iVector(f.astype(np.int32)))
+    om = om.merge_close_vertices(cell * 1e-3)
+    om.remove_degenerate_triangles()
+    om.remove_duplicated_triangles()
+    om.remove_unreferenced_vertices()
+    closed = trimesh.Trimesh(np.asarray(om.vertices), np.asarray(om.triangles), process=True)
     parts = [m for m in closed.split(only_watertight=False) if m.is_watertight] or [closed]
     best = max(parts, key=lambda m: abs(m.volume))
     if best.volume < 0:

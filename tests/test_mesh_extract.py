@@ -250,3 +250,24 @@ def test_depth_edge_filter_removes_mixed_silhouette_pixels():
     d[0, :, 3:5] = 2.0
     out = drop_depth_edges(d, 0.1)
     assert (out[0, :, [2, 3]] == 0).all() and (out[0, :, [0, 1, 4]] > 0).all() and (out[0, :, 5] == 0).all()
+
+
+def test_decimate_keeps_a_closed_marching_cubes_mesh_closed() -> None:
+    """Marching cubes of a lumpy blob: the decimated mesh is still watertight and keeps its orientation."""
+    import trimesh
+    from skimage.measure import marching_cubes
+
+    from studio.pipelines.mesh_extract import decimate
+
+    g = np.linspace(-1, 1, 72)
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    r = np.sqrt(x**2 + y**2 + z**2)
+    field = r - 0.7 - 0.08 * np.sin(7 * x) * np.sin(5 * y) * np.sin(6 * z)
+    v, f, _, _ = marching_cubes(field, 0.0, spacing=(g[1] - g[0],) * 3)
+    closed = trimesh.Trimesh(v, f, process=True)
+    if closed.volume < 0:
+        closed.invert()
+    assert closed.is_watertight
+    mesh = Mesh.from_arrays(np.asarray(closed.vertices), np.asarray(closed.faces))
+    low = decimate(mesh, 1500)
+    assert 1000 <= len(low.faces) <= 1500 and low.geometry.is_watertight and low.geometry.volume > 0

@@ -11,6 +11,7 @@ import trimesh
 
 from studio.assets import Asset, Mesh
 from studio.errors import EmptyResultError
+from studio.pipelines.mesh_extract import decimate
 from studio.pipelines.metrics import chamfer
 from studio.pipelines.object_isolation import depth_points, find_support_plane, isolate_object
 from studio.pipelines.procedural import SampleParams, sample_asset
@@ -48,6 +49,8 @@ def test_table_is_removed_and_the_object_closed() -> None:
     c = chamfer(mesh, truth, n=20_000)
     print(f"isolated cylinder: Chamfer {c.chamfer / c.diagonal:.2%} of the diagonal, F {c.fscore:.3f}, extent {ext.round(3)}")
     assert c.chamfer < 0.01 * c.diagonal and c.fscore > 0.8
+    low = decimate(mesh, 2000)  # the exported mesh stays closed
+    assert len(low.faces) <= 2000 and low.geometry.is_watertight and low.geometry.volume > 0
 
 
 def test_without_a_support_the_object_is_closed_as_is() -> None:
