@@ -43,20 +43,37 @@ class SupportPlane:
 
 
 def find_support_plane(points: np.ndarray, cameras: Cameras, distance: float, min_fraction: float = 0.1,
-                       seed: int = 0) -> SupportPlane | None:
-    """The dominant plane of `points` (P,3) with most cameras and points above it, or None when
-    no plane holds `min_fraction` of the points, the cameras are not mostly (80 %) on one side of
-    it, less than 20 % of the other points stand on it or it is narrower than they are (an
-    object's flat top), or its inliers do not fill their outline (a ring where a plane cuts a
-    round object)."""
+                       seed: int = 0, attempts: int = 4) -> SupportPlane | None:
+    """The dominant plane of `points` (P,3) with most cameras and points above it, or None.
+
+    Sequential RANSAC (open3d): up to `attempts` planes, each found among the points the previous
+    ones did not explain; the first that passes is returned. A plane fails when it holds less than
+    `min_fraction` of all points, the cameras are not mostly (80 %) on one side of it, less than
+    20 % of the other points stand on it (an object's flat top), or its inliers do not fill their
+    outline (a ring where a plane cuts a round object)."""
     import open3d as o3d
 
+    points = np.asarray(points, np.float64)
     if len(points) < 50:
         return None
     o3d.utility.random.seed(seed)
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(points, np.float64)))
-    (a, b, c, d), inliers = pc.segment_plane(distance_threshold=float(distance), ransac_n=3, num_iterations=1000)
-    n = np.array([a, b, c], np.float64)
+    rest = np.arange(len(points))
+    for _ in range(attempts):
+        if len(rest) < min_fraction * len(points):
+            return None
+        pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points[rest]))
+        (a, b, c, d), inliers = pc.segment_plane(distance_threshold=float(distance), ransac_n=3, num_iterations=1000)
+        inliers = rest[np.asarray(inliers, dtype=np.int64)]
+        plane = _support(points, inliers, np.array([a, b, c], np.float64), float(d), cameras, distance, min_fraction)
+        if plane is not None:
+            return plane
+        rest = np.setdiff1d(rest, inliers)
+    return None
+
+
+def _support(points: np.ndarray, inliers: np.ndarray, n: np.ndarray, d: float, cameras: Cameras, distance: float,
+             min_fraction: float) -> SupportPlane | None:
+    """The plane n·x + d = 0 as a SupportPlane if it passes find_support_plane's checks."""
     norm = float(np.linalg.norm(n))
     if norm == 0 or len(inliers) < min_fraction * len(points):
         return None
@@ -66,14 +83,10 @@ def find_support_plane(points: np.ndarray, cameras: Cameras, distance: float, mi
         n, off, side = -n, -off, -side
     if np.mean(side > 0) < 0.8:  # cameras all round the plane: it is not a support under the object
         return None
-    points = np.asarray(points)
-    on = points[np.asarray(inliers)]
-    above = points[points @ n - off > 3 * distance]
-    u, v = _plane_axes(n)
-    span = lambda p: float(np.ptp(np.stack([p @ u, p @ v], 1), axis=0).max()) if len(p) else 0.0  # noqa: E731
-    if len(above) < 0.2 * (len(points) - len(on)) or span(on) < span(above):
-        return None  # nothing stands on it, or it is narrower than what does: an object's flat top
-    if _fill_ratio(on, n, 2 * distance) < 0.4:
+    above = int(np.sum(points @ n - off > 3 * distance))
+    if above < 0.2 * (len(points) - len(inliers)):
+        return None  # (almost) nothing stands on it: an object's flat top, not a support
+    if _fill_ratio(points[inliers], n, 2 * distance) < 0.3:
         return None  # a ring (a plane cutting through a round object), not a surface to stand on
     return SupportPlane(n, float(off), len(inliers) / len(points))
 
