@@ -22,17 +22,38 @@ from .pipeline import Pipeline, Stage, StageContext, parse_params, params_to_dic
 log = logging.getLogger("studio.runner")
 
 
+def tree_digest(roots: tuple[Path, ...]) -> str:
+    """Hash of every .py file under `roots` (relative names and contents)."""
+    h = hashlib.sha256()
+    for root in roots:
+        for f in sorted(Path(root).rglob("*.py")):
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def studio_code_digest() -> str:
+    """tree_digest of the studio's packages (studio, assets, pipelines, renderers) and its version:
+    stages call into the whole 3D core, so a change anywhere in it must invalidate their results."""
+    import studio
+    import studio.assets
+    import studio.pipelines
+    import studio.renderers
+
+    roots = tuple(Path(m.__file__).parent for m in (studio, studio.assets, studio.pipelines, studio.renderers))
+    return hashlib.sha256((studio.__version__ + tree_digest(roots)).encode()).hexdigest()
+
+
 @functools.lru_cache(maxsize=256)
 def code_fingerprint(fn) -> str:
-    """Hash of the source file defining a stage function plus the studio version, so editing a
-    stage's module invalidates its cache entries even when nobody bumped Stage.version."""
-    import studio
-
+    """Hash of the source file defining a stage function plus the studio's code, so editing a
+    stage's module — or anything it calls — invalidates its cache entries even when nobody bumped
+    Stage.version. (With the stage's module alone, a fix in a helper module served stale meshes.)"""
     try:
         src = Path(inspect.getsourcefile(fn) or "").read_bytes()
     except (OSError, TypeError):
         src = getattr(fn, "__qualname__", repr(fn)).encode()
-    return hashlib.sha256(src + studio.__version__.encode()).hexdigest()[:16]
+    return hashlib.sha256(src + studio_code_digest().encode()).hexdigest()[:16]
 
 
 def _observe(stage: str, seconds: float) -> None:

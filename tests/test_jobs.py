@@ -190,3 +190,19 @@ def test_demo_texture_size_invalidates_the_bake_but_not_the_mesh(tmp_path):
     a = r.stage_keys(DEMO, parse_params(DEMO.params_type, {}))
     b = r.stage_keys(DEMO, parse_params(DEMO.params_type, {"bake_size": 256}))
     assert [k for k in a if a[k] != b[k]] == ["bake", "export"]
+
+
+def test_code_fingerprint_covers_helper_modules(tmp_path):
+    """A stage's cache key changes when any module of the package changes, not only the stage's own:
+    editing a helper the stage calls must not serve stale results."""
+    from studio.runner import code_fingerprint, studio_code_digest, tree_digest
+
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "stage.py").write_text("def run(): return helper()\n")
+    (pkg / "sub" / "helper.py").write_text("def helper(): return 1\n")
+    before = tree_digest((pkg,))
+    assert tree_digest((pkg,)) == before  # deterministic
+    (pkg / "sub" / "helper.py").write_text("def helper(): return 2\n")
+    assert tree_digest((pkg,)) != before
+    assert len(studio_code_digest()) == 64 and len(code_fingerprint(test_code_fingerprint_covers_helper_modules)) == 16
