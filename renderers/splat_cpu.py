@@ -492,16 +492,15 @@ static void block_lists(const std::vector<S>& g, int64_t n, int x0, int y0, int 
 
 constexpr int MAXD = 64;  // channels per kernel call (the caller chunks wider colours)
 
-template <typename S, int DC>  // DC > 0: channel count known at compile time
-static void fwd(int I, int H, int W, int ts, int tw, int th, int D_, int64_t n_isects,
-                const S* xy, const S* conic, const S* opac, const S* col, const S* bg,
-                const int32_t* offsets, const int32_t* flat,
-                S* out_col, S* out_T, int32_t* out_last, int nthreads) {
+// Every pixel of every tile, tiles shared among threads: gathers the tile's Gaussians (front to
+// back) and calls pixel(img, i, j, list, g, c) with the pixel's 4x4-block candidate list.
+template <typename S, typename F>
+static void tile_pixels(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_isects,
+                        const S* xy, const S* conic, const S* opac, const S* col,
+                        const int32_t* offsets, const int32_t* flat, int nthreads, F&& pixel) {
   const int64_t ntiles = (int64_t)I * th * tw;
-  const int D = DC > 0 ? DC : D_;
   parallel_for(ntiles, nthreads, 1, [&](int64_t t0, int64_t t1) {
     std::vector<S> g, c;
-    S acc[MAXD];
     std::vector<std::vector<int32_t>> lists;
     for (int64_t t = t0; t < t1; ++t) {
       const int img = (int)(t / ((int64_t)th * tw));
@@ -514,38 +513,55 @@ static void fwd(int I, int H, int W, int ts, int tw, int th, int D_, int64_t n_i
       const int x0 = tx * ts, y0 = ty * ts, x1 = std::min(W, x0 + ts), y1 = std::min(H, y0 + ts);
       int nbx;
       block_lists(g, n, x0, y0, x1, y1, lists, nbx);
-      const S* bgi = bg ? bg + (int64_t)img * D : nullptr;
-      for (int i = y0; i < y1; ++i) {
-        for (int j = x0; j < x1; ++j) {
-          const std::vector<int32_t>& lst = lists[(size_t)((i - y0) / BS) * nbx + (j - x0) / BS];
-          const S px = (S)j + (S)0.5, py = (S)i + (S)0.5;
-          for (int d = 0; d < D; ++d) acc[d] = 0;
-          S T = 1;
-          int32_t last = 0;
-          for (size_t li = 0; li < lst.size(); ++li) {
-            const int64_t k = lst[li];
-            const S* p = &g[k * GS];
-            const S dx = p[0] - px, dy = p[1] - py;
-            const S sigma = (S)0.5 * (p[2] * dx * dx + p[4] * dy * dy) + p[3] * dx * dy;
-            if (sigma < 0 || sigma > p[6]) continue;
-            const S alpha = std::min(Consts<S>::amax, p[5] * std::exp(-sigma));
-            if (alpha < Consts<S>::thr) continue;
-            const S next_T = T * (1 - alpha);
-            if (next_T <= Consts<S>::tmin) break;
-            const S vis = alpha * T;
-            const S* ck = &c[k * D];
-            for (int d = 0; d < D; ++d) acc[d] += ck[d] * vis;
-            T = next_T;
-            last = (int32_t)(k + 1);
-          }
-          const int64_t pix = ((int64_t)img * H + i) * W + j;
-          out_T[pix] = T;
-          out_last[pix] = last;
-          for (int d = 0; d < D; ++d)
-            out_col[pix * D + d] = bgi ? acc[d] + T * bgi[d] : acc[d];
-        }
-      }
+      for (int i = y0; i < y1; ++i)
+        for (int j = x0; j < x1; ++j)
+          pixel(img, i, j, lists[(size_t)((i - y0) / BS) * nbx + (j - x0) / BS], g, c);
     }
+  });
+}
+
+// alpha of tile Gaussian p (gather layout) at pixel centre (px, py); 0 when culled (gsplat rules)
+template <typename S>
+static inline S pixel_alpha(const S* p, S px, S py) {
+  const S dx = p[0] - px, dy = p[1] - py;
+  const S sigma = (S)0.5 * (p[2] * dx * dx + p[4] * dy * dy) + p[3] * dx * dy;
+  if (sigma < 0 || sigma > p[6]) return 0;
+  const S alpha = std::min(Consts<S>::amax, p[5] * std::exp(-sigma));
+  return alpha < Consts<S>::thr ? (S)0 : alpha;
+}
+
+template <typename S, int DC>  // DC > 0: channel count known at compile time
+static void fwd(int I, int H, int W, int ts, int tw, int th, int D_, int64_t n_isects,
+                const S* xy, const S* conic, const S* opac, const S* col, const S* bg,
+                const int32_t* offsets, const int32_t* flat,
+                S* out_col, S* out_T, int32_t* out_last, int nthreads) {
+  const int D = DC > 0 ? DC : D_;
+  tile_pixels(I, H, W, ts, tw, th, D, n_isects, xy, conic, opac, col, offsets, flat, nthreads,
+              [&](int img, int i, int j, const std::vector<int32_t>& lst, const std::vector<S>& g,
+                  const std::vector<S>& c) {
+    S acc[MAXD];
+    const S px = (S)j + (S)0.5, py = (S)i + (S)0.5;
+    for (int d = 0; d < D; ++d) acc[d] = 0;
+    S T = 1;
+    int32_t last = 0;
+    for (size_t li = 0; li < lst.size(); ++li) {
+      const int64_t k = lst[li];
+      const S alpha = pixel_alpha(&g[k * GS], px, py);
+      if (alpha == 0) continue;
+      const S next_T = T * (1 - alpha);
+      if (next_T <= Consts<S>::tmin) break;
+      const S vis = alpha * T;
+      const S* ck = &c[k * D];
+      for (int d = 0; d < D; ++d) acc[d] += ck[d] * vis;
+      T = next_T;
+      last = (int32_t)(k + 1);
+    }
+    const int64_t pix = ((int64_t)img * H + i) * W + j;
+    const S* bgi = bg ? bg + (int64_t)img * D : nullptr;
+    out_T[pix] = T;
+    out_last[pix] = last;
+    for (int d = 0; d < D; ++d)
+      out_col[pix * D + d] = bgi ? acc[d] + T * bgi[d] : acc[d];
   });
 }
 
@@ -556,50 +572,29 @@ template <typename S>
 static void median(int I, int H, int W, int ts, int tw, int th, int D, int64_t n_isects,
                    const S* xy, const S* conic, const S* opac, const S* col, S level,
                    const int32_t* offsets, const int32_t* flat, S* out_col, S* out_T, int nthreads) {
-  const int64_t ntiles = (int64_t)I * th * tw;
-  parallel_for(ntiles, nthreads, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<S> g, c;
-    std::vector<std::vector<int32_t>> lists;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int img = (int)(t / ((int64_t)th * tw));
-      const int tid = (int)(t % ((int64_t)th * tw));
-      const int ty = tid / tw, tx = tid % tw;
-      const int64_t start = offsets[t];
-      const int64_t end = (t == ntiles - 1) ? n_isects : (int64_t)offsets[t + 1];
-      const int64_t n = end - start;
-      gather(start, n, flat, xy, conic, opac, col, D, g, c);
-      const int x0 = tx * ts, y0 = ty * ts, x1 = std::min(W, x0 + ts), y1 = std::min(H, y0 + ts);
-      int nbx;
-      block_lists(g, n, x0, y0, x1, y1, lists, nbx);
-      for (int i = y0; i < y1; ++i) {
-        for (int j = x0; j < x1; ++j) {
-          const std::vector<int32_t>& lst = lists[(size_t)((i - y0) / BS) * nbx + (j - x0) / BS];
-          const S px = (S)j + (S)0.5, py = (S)i + (S)0.5;
-          const int64_t pix = ((int64_t)img * H + i) * W + j;
-          S* o = out_col + pix * D;
-          for (int d = 0; d < D; ++d) o[d] = 0;
-          S T = 1;
-          bool found = false;
-          for (size_t li = 0; li < lst.size(); ++li) {
-            const int64_t k = lst[li];
-            const S* p = &g[k * GS];
-            const S dx = p[0] - px, dy = p[1] - py;
-            const S sigma = (S)0.5 * (p[2] * dx * dx + p[4] * dy * dy) + p[3] * dx * dy;
-            if (sigma < 0 || sigma > p[6]) continue;
-            const S alpha = std::min(Consts<S>::amax, p[5] * std::exp(-sigma));
-            if (alpha < Consts<S>::thr) continue;
-            const S next_T = T * (1 - alpha);
-            if (next_T <= Consts<S>::tmin) { if (!found) { for (int d = 0; d < D; ++d) o[d] = c[k * D + d]; } break; }
-            if (!found && next_T <= level) {
-              for (int d = 0; d < D; ++d) o[d] = c[k * D + d];
-              found = true;
-            }
-            T = next_T;
-          }
-          out_T[pix] = T;
-        }
+  tile_pixels(I, H, W, ts, tw, th, D, n_isects, xy, conic, opac, col, offsets, flat, nthreads,
+              [&](int img, int i, int j, const std::vector<int32_t>& lst, const std::vector<S>& g,
+                  const std::vector<S>& c) {
+    const S px = (S)j + (S)0.5, py = (S)i + (S)0.5;
+    const int64_t pix = ((int64_t)img * H + i) * W + j;
+    S* o = out_col + pix * D;
+    for (int d = 0; d < D; ++d) o[d] = 0;
+    S T = 1;
+    bool found = false;
+    for (size_t li = 0; li < lst.size(); ++li) {
+      const int64_t k = lst[li];
+      const S alpha = pixel_alpha(&g[k * GS], px, py);
+      if (alpha == 0) continue;
+      const S next_T = T * (1 - alpha);
+      const bool stop = next_T <= Consts<S>::tmin;  // fwd composites nothing from here on
+      if (!found && (stop || next_T <= level)) {
+        for (int d = 0; d < D; ++d) o[d] = c[k * D + d];
+        found = true;
       }
+      if (stop) break;
+      T = next_T;
     }
+    out_T[pix] = T;
   });
 }
 
