@@ -136,12 +136,10 @@ class Cameras:
 
     def subject_sphere(self) -> tuple[np.ndarray, float]:
         """(centre (3,), radius) of where an object capture's subject is: the least-squares point
-        closest to every camera's optical axis (+Z), and half the distance from it to the nearest
-        camera. One camera: a point 1 unit ahead of it."""
+        closest to every camera's optical axis (+Z) (minimum-norm when the axes are parallel, as
+        with one camera), and half the distance from it to the nearest camera."""
         centers = self.centers
         dirs = self.cam_to_world[:, :3, 2]
-        if len(self) < 2:
-            return centers[0] + dirs[0], 0.5
         a = sum(np.eye(3) - np.outer(d, d) for d in dirs)
         b = sum((np.eye(3) - np.outer(d, d)) @ c for d, c in zip(dirs, centers))
         focus = np.linalg.lstsq(a, b, rcond=None)[0]
