@@ -107,7 +107,7 @@ tv, td = render_views(a, train)
 hv, _ = render_views(a, held_out_rig(a, size))
 pts, cols = depth_init_points(tv, td)
 lap("render_views")
-fit = FitParams(iterations=iters, refine_start=iters // 6, refine_stop=int(iters * 0.75), refine_every=max(10, iters // 12), lr_means=2e-4)
+fit = FitParams.for_iterations(iters, lr_means=2e-4)
 s, _ = fit_splats(tv, fit, init_points=pts, init_colors=cols)
 lap("fit")
 mp = MeshingParams(extra_views=16, texture_size=512, target_faces=8000)
@@ -149,8 +149,7 @@ tv, td = render_views(a, train)
 hv, _ = render_views(a, held_out_rig(a, size))
 pts, cols = depth_init_points(tv, td)
 t = time.perf_counter()
-fit = FitParams(iterations=iters, refine_start=iters // 6, refine_stop=int(iters * 0.75), refine_every=max(10, iters // 12), lr_means=2e-4,
-                normal_lambda=0.05)
+fit = FitParams.for_iterations(iters, lr_means=2e-4, normal_lambda=0.05)
 s, _ = fit_splats(tv, fit, init_points=pts, init_colors=cols)
 tf = time.perf_counter() - t
 dense, _ = mesh_from_splats(s, train, MeshingParams(extra_views=16))
@@ -178,8 +177,7 @@ T["views"] = time.perf_counter() - t
 hold = [4, 8]  # the two views with a training view within 20° (tests/test_capture.py)
 train = [i for i in range(len(views)) if i not in hold]
 tv = Views(views.images[train], views.cameras[train]); hv = linear_to_srgb(views.images[hold])
-fit = FitParams(iterations=it, refine_start=it // 6, refine_stop=int(it * 0.75), refine_every=max(10, it // 12),
-                background=(0, 0, 0), init_random=20_000, init_shell=5_000)
+fit = FitParams.for_iterations(it, background=(0, 0, 0), init_random=20_000, init_shell=5_000)
 t = time.perf_counter(); s, _ = fit_splats(tv, fit, pts, cols); T["fit"] = time.perf_counter() - t
 rgb, _, _ = render_splats(s, views.cameras[hold], background=(0, 0, 0))
 flat = psnr(np.broadcast_to(linear_to_srgb(tv.images).mean((0, 1, 2)), hv.shape), hv)

@@ -48,11 +48,9 @@ def stage_fit(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext):
     from .splat_fit import FitParams, fit_splats
 
     v = inputs["views"]
-    it = p.iterations
     # SfM points are sparse (buddha: 134): add uniform points around the subject and a far shell for
     # the room behind it (held-out PSNR on buddha 14 → 19 dB, tests/test_capture.py)
-    fit = FitParams(iterations=it, refine_start=it // 6, refine_stop=int(it * 0.75), refine_every=max(10, it // 12), seed=p.seed,
-                    init_random=20_000, init_shell=5_000)
+    fit = FitParams.for_iterations(p.iterations, seed=p.seed, init_random=20_000, init_shell=5_000)
     splats, _ = fit_splats(v["views"], fit, v["points"], v["colors"], progress=ctx.progress, cancel=ctx.is_cancelled)
     return splats
 

@@ -80,9 +80,7 @@ def stage_fit(p: DemoParams, inputs: dict[str, Any], ctx: StageContext):
     v = inputs["views"]
     if v is None:
         return None
-    it = p.iterations
-    fit = FitParams(iterations=it, refine_start=it // 6, refine_stop=int(it * 0.75), refine_every=max(10, it // 12),
-                    lr_means=2e-4, seed=p.seed)
+    fit = FitParams.for_iterations(p.iterations, lr_means=2e-4, seed=p.seed)
     splats, _ = fit_splats(v["train"], fit, v["points"], v["colors"], progress=ctx.progress, cancel=ctx.is_cancelled)
     return splats
 

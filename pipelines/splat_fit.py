@@ -73,6 +73,13 @@ class FitParams:
     device: str = "auto"
     torch_threads: int | None = 1  # intra-op threads for the small per-step torch ops on CPU (None: torch's)
 
+    @classmethod
+    def for_iterations(cls, iterations: int, **kw) -> "FitParams":
+        """`iterations` steps with densification scaled to them: refine from 1/6 to 3/4 of the run,
+        every 1/12 of it (at least every 10 steps)."""
+        return cls(iterations=iterations, refine_start=iterations // 6, refine_stop=int(iterations * 0.75),
+                   refine_every=max(10, iterations // 12), **kw)
+
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Mean SSIM of images (B,H,W,C) in [0,1] with a Gaussian window (differentiable)."""
@@ -154,6 +161,12 @@ def _normal_consistency(gp, viewmat: torch.Tensor, K: torch.Tensor, width: int, 
     return depth_normal_loss(geo[0], alpha[0, ..., 0], K)
 
 
+def _with_grey(points: np.ndarray, colors: np.ndarray | None, extra: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """points + extra (M,3); colours get mid-grey for the extra points (None stays None)."""
+    colors = None if colors is None else np.concatenate([colors, np.full((len(extra), 3), 0.5)])
+    return np.concatenate([points, extra]), colors
+
+
 def _uniform_in_sphere(rng: np.random.Generator, centre: np.ndarray, radius: float, n: int) -> np.ndarray:
     v = rng.normal(size=(n, 3))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
@@ -195,14 +208,11 @@ def _fit(views, params, init_points, init_colors, progress, cancel):
     if init_points is None:
         init_points, init_colors = _uniform_in_sphere(rng, focus, r, params.init_count), None
     elif params.init_random > 0:
-        extra = _uniform_in_sphere(rng, focus, r, params.init_random)
-        init_colors = None if init_colors is None else np.concatenate([init_colors, np.full((len(extra), 3), 0.5)])
-        init_points = np.concatenate([init_points, extra])
+        init_points, init_colors = _with_grey(init_points, init_colors, _uniform_in_sphere(rng, focus, r, params.init_random))
     if params.init_shell > 0:
         v = rng.normal(size=(params.init_shell, 3))
         shell = focus + 3.0 * float(np.linalg.norm(centers - focus, axis=1).max()) * v / np.linalg.norm(v, axis=1, keepdims=True)
-        init_colors = None if init_colors is None else np.concatenate([init_colors, np.full((len(shell), 3), 0.5)])
-        init_points = np.concatenate([init_points, shell])
+        init_points, init_colors = _with_grey(init_points, init_colors, shell)
     gp = _init_params(np.asarray(init_points, np.float64), init_colors, params, dev, rng)
     lrs = {
         "means": params.lr_means * scene_scale,
