@@ -131,7 +131,6 @@ def depth_points(depths: np.ndarray, cameras: Cameras, stride: int = 1) -> tuple
         nn = np.cross(dx, dy)
         ok = (d[1:-1, 1:-1] > 0) & (d[1:-1, 2:] > 0) & (d[1:-1, :-2] > 0) & (d[2:, 1:-1] > 0) & (d[:-2, 1:-1] > 0)
         ok &= np.linalg.norm(nn, axis=-1) > 0
-        ok[::stride, ::stride] &= True
         sel = np.zeros_like(ok)
         sel[::stride, ::stride] = ok[::stride, ::stride]
         p, q = xyz[1:-1, 1:-1][sel], nn[sel]

@@ -54,15 +54,25 @@ def disc_channels(means: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor
     return torch.cat([n, torch.stack([a, b, c], -1)], -1)
 
 
+def _pixel_centres(h: int, w: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(u, v) (H,W) pixel-centre coordinates (OpenCV: +0.5) in `like`'s dtype and device."""
+    v, u = torch.meshgrid(torch.arange(h, dtype=like.dtype, device=like.device) + 0.5,
+                          torch.arange(w, dtype=like.dtype, device=like.device) + 0.5, indexing="ij")
+    return u, v
+
+
+def _inverse_to_depth(inv: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Depth 1/inv (H,W), 0 where alpha ≤ 0.5 or inv is not positive (no gradient through the 0s)."""
+    ok = (alpha > 0.5) & (inv > 0)
+    return torch.where(ok, 1.0 / torch.where(ok, inv, torch.ones_like(inv)), torch.zeros_like(inv))
+
+
 def depth_from_channels(render: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """Ray–disc depth (H,W) from a render (H,W,6) of `disc_channels` and its alpha (H,W);
     0 where alpha ≤ 0.5 or the inverse depth is not positive."""
-    h, w = alpha.shape
-    v, u = torch.meshgrid(torch.arange(h, dtype=render.dtype, device=render.device) + 0.5,
-                          torch.arange(w, dtype=render.dtype, device=render.device) + 0.5, indexing="ij")
+    u, v = _pixel_centres(*alpha.shape, render)
     inv = (render[..., 3] * u + render[..., 4] * v + render[..., 5]) / alpha.clamp(min=1e-6)
-    ok = (alpha > 0.5) & (inv > 0)
-    return torch.where(ok, 1.0 / torch.where(ok, inv, torch.ones_like(inv)), torch.zeros_like(inv))
+    return _inverse_to_depth(inv, alpha)
 
 
 def depth_normal_loss(render: torch.Tensor, alpha: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -70,9 +80,7 @@ def depth_normal_loss(render: torch.Tensor, alpha: torch.Tensor, K: torch.Tensor
     rendered (alpha-weighted, renormalised) disc normal and n_d the normal of the depth map's
     surface (central differences of its camera-space points). render (H,W,6), alpha (H,W)."""
     z = depth_from_channels(render, alpha)
-    h, w = z.shape
-    v, u = torch.meshgrid(torch.arange(h, dtype=z.dtype, device=z.device) + 0.5,
-                          torch.arange(w, dtype=z.dtype, device=z.device) + 0.5, indexing="ij")
+    u, v = _pixel_centres(*z.shape, z)
     pts = torch.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], -1)
     dx = pts[1:-1, 2:] - pts[1:-1, :-2]
     dy = pts[2:, 1:-1] - pts[:-2, 1:-1]
@@ -103,7 +111,7 @@ def render_disc_depth(splats, cameras, median: bool = True, depth_sharpen: float
     means, quats, scales, opac = t(splats.means), t(splats.quats), t(splats.scales), t(splats.opacities)
     o = opac if median else torch.clamp(1 - (1 - opac) ** depth_sharpen, 0.0, 1.0 - 1e-6)
     h, w = cameras.height, cameras.width
-    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5, indexing="ij")
+    u, v = _pixel_centres(h, w, means)
     depths, alphas = [], []
     with torch.no_grad():
         for i in range(len(cameras)):
@@ -111,9 +119,7 @@ def render_disc_depth(splats, cameras, median: bool = True, depth_sharpen: float
             ch = disc_channels(means, quats, scales, vm, K)
             if median:
                 abc, alpha = median_render(means, quats, scales, o, ch[:, 3:], vm, K, w, h)
-                inv = abc[..., 0] * u + abc[..., 1] * v + abc[..., 2]
-                ok = (alpha > 0.5) & (inv > 0)
-                depth = torch.where(ok, 1.0 / torch.where(ok, inv, torch.ones_like(inv)), torch.zeros_like(inv))
+                depth = _inverse_to_depth(abc[..., 0] * u + abc[..., 1] * v + abc[..., 2], alpha)
             else:
                 geo, alpha, _ = rasterization(means, quats, scales, o, ch, vm[None], K[None], w, h, sh_degree=None, packed=False)
                 alpha = alpha[0, ..., 0]
