@@ -230,3 +230,32 @@ def check_size(width: int, height: int, multiple: int) -> None:
 
 def describe(obj: Any) -> str:
     return safe_name(str(obj))
+
+
+def load_pipeline_class(model: str, folder: Path, cls_name: str, family: str, needed_by: str,
+                        cache: Any = None) -> Any:
+    """The diffusers pipeline `cls_name` from the model folder `folder`, warm-cached.
+
+    The folder's model_index.json must name exactly that class; otherwise a ModelUnavailableError
+    says what the folder is (`family`, e.g. "Marigold") and what `needed_by` needs."""
+    import json
+
+    import diffusers
+
+    from studio.errors import ModelUnavailableError
+    from studio.models import get_pipeline
+
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise ModelUnavailableError(f"model {model!r}: {folder} has no model_index.json; it is not a diffusers {family} folder")
+    found = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    if found != cls_name:
+        raise ModelUnavailableError(f"model {model!r} at {folder} is a {found}, but {needed_by} needs a {cls_name}")
+    cfg = select_device("float16")
+
+    def loader():
+        pipe = getattr(diffusers, cls_name).from_pretrained(str(folder), dtype=cfg.torch_dtype)
+        pipe.set_progress_bar_config(disable=True)
+        return place_pipeline(pipe, cfg)
+
+    return get_pipeline((family.lower(), cls_name, str(folder.resolve()), cfg), loader, cache)

@@ -27,9 +27,9 @@ import numpy as np
 from studio.assets.colour import linear_to_srgb, srgb_to_linear
 from studio.assets.views import Views
 from studio.errors import InvalidAssetError, ModelUnavailableError
-from studio.models import PipelineCache, get_pipeline, place_pipeline, resolve, select_device
+from studio.models import PipelineCache, resolve
 
-from .generation_common import Cancel, Progress, check_cancel
+from .generation_common import Cancel, Progress, check_cancel, load_pipeline_class
 
 PIPELINE_CLASSES = {"depth": "MarigoldDepthPipeline", "normals": "MarigoldNormalsPipeline",
                     "intrinsics": "MarigoldIntrinsicsPipeline"}
@@ -60,26 +60,8 @@ class MaterialMaps:
 def load_marigold(task: str, model: str, params: MarigoldParams = MarigoldParams(),
                   cache: PipelineCache | None = None) -> Any:
     """Resolve `model` and load its Marigold pipeline for `task` ("depth", "normals", "intrinsics"), warm-cached."""
-    import diffusers
-
     folder = resolve(model, local_path=params.model_path, allow_network=params.allow_network)
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise ModelUnavailableError(f"model {model!r}: {folder} has no model_index.json; it is not a diffusers Marigold folder")
-    cls_name = PIPELINE_CLASSES[task]
-    import json
-
-    found = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
-    if found != cls_name:
-        raise ModelUnavailableError(f"model {model!r} at {folder} is a {found}, but {task} estimation needs a {cls_name}")
-    cfg = select_device("float16")
-
-    def loader():
-        pipe = getattr(diffusers, cls_name).from_pretrained(str(folder), dtype=cfg.torch_dtype)
-        pipe.set_progress_bar_config(disable=True)
-        return place_pipeline(pipe, cfg)
-
-    return get_pipeline(("marigold", cls_name, str(folder.resolve()), cfg), loader, cache)
+    return load_pipeline_class(model, folder, PIPELINE_CLASSES[task], "Marigold", f"{task} estimation", cache)
 
 
 def _run(pipe: Any, views: Views, params: MarigoldParams, progress: Progress | None, cancel: Cancel | None,

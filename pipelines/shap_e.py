@@ -16,7 +16,6 @@ openai/shap-e-img2img).
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +26,10 @@ import numpy as np
 from studio.assets.asset import Asset, AssetMetadata
 from studio.assets.material import Material
 from studio.assets.mesh import Mesh
-from studio.errors import InvalidAssetError, ModelUnavailableError
-from studio.models import PipelineCache, get_pipeline, place_pipeline, resolve, select_device
+from studio.errors import InvalidAssetError
+from studio.models import PipelineCache, resolve
 
-from .generation_common import Cancel, Progress, check_cancel, check_prompt, resolve_seed
+from .generation_common import Cancel, Progress, check_cancel, check_prompt, load_pipeline_class, resolve_seed
 
 # Shap-E (+Z up) → studio (+Y up): −90° about X, (x, y, z) → (x, z, −y)
 Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -85,23 +84,8 @@ def _np(x: Any) -> np.ndarray:
 
 def load_shap_e(model: str, cls_name: str, params: ShapEParams, cache: PipelineCache | None = None) -> Any:
     """Resolve `model` and load its Shap-E pipeline (`cls_name`), warm-cached."""
-    import diffusers
-
     folder = resolve(model, local_path=params.model_path, allow_network=params.allow_network)
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise ModelUnavailableError(f"model {model!r}: {folder} has no model_index.json; it is not a diffusers Shap-E folder")
-    found = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
-    if found != cls_name:
-        raise ModelUnavailableError(f"model {model!r} at {folder} is a {found}, this route needs a {cls_name}")
-    cfg = select_device("float16")
-
-    def loader():
-        pipe = getattr(diffusers, cls_name).from_pretrained(str(folder), dtype=cfg.torch_dtype)
-        pipe.set_progress_bar_config(disable=True)
-        return place_pipeline(pipe, cfg)
-
-    return get_pipeline(("shap-e", cls_name, str(folder.resolve()), cfg), loader, cache)
+    return load_pipeline_class(model, folder, cls_name, "Shap-E", "this route", cache)
 
 
 def _job_copy(pipe: Any, steps: int, progress: Progress | None, cancel: Cancel | None) -> Any:
