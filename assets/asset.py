@@ -68,6 +68,18 @@ class Asset:
         b = np.stack(boxes)
         return np.stack([b[:, 0].min(0), b[:, 1].max(0)])
 
+    def transformed(self, matrix: np.ndarray) -> "Asset":
+        """A copy moved by `matrix` (4,4), new-world-from-old, rotation · uniform scale +
+        translation: each mesh's transform is premultiplied (vertex data untouched), splats and
+        cameras are transformed (splat SH rotated with them)."""
+        from dataclasses import replace
+
+        m = np.asarray(matrix, np.float64)
+        return replace(self, meshes=[replace(x, transform=m @ x.transform) for x in self.meshes],
+                       splats=None if self.splats is None else self.splats.transformed(m),
+                       cameras=None if self.cameras is None else self.cameras.transformed(m),
+                       dropped=list(self.dropped))
+
     @property
     def triangle_count(self) -> int:
         return int(sum(len(m.faces) for m in self.meshes))

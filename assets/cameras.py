@@ -129,6 +129,20 @@ class Cameras:
         out[:, :3, 3] = -np.einsum("nji,nj->ni", r, t)
         return out
 
+    def transformed(self, matrix: np.ndarray) -> "Cameras":
+        """The same cameras in a new world frame: `matrix` (4,4) is new-world-from-old, a rotation
+        (optionally times a uniform scale) plus a translation. Intrinsics are unchanged; scale moves
+        the centres only (poses stay rigid)."""
+        m = np.asarray(matrix, dtype=np.float64)
+        lin = m[:3, :3]
+        s = np.cbrt(np.linalg.det(lin))
+        if not (s > 0 and np.allclose(lin.T @ lin, s * s * np.eye(3), atol=1e-6 * s * s)):
+            raise ValueError("Cameras.transformed needs a rotation times a positive uniform scale")
+        c2w = self.cam_to_world.copy()
+        c2w[:, :3, :3] = (lin / s) @ c2w[:, :3, :3]
+        c2w[:, :3, 3] = c2w[:, :3, 3] @ lin.T + m[:3, 3]
+        return Cameras(self.K, c2w, self.width, self.height, self.names, self.dist)
+
     @property
     def centers(self) -> np.ndarray:
         """(N,3) camera centres in world space."""

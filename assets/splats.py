@@ -94,8 +94,9 @@ class GaussianSplats:
         return GaussianSplats(self.means, self.quats, self.log_scales, self.opacity_logits, sh)
 
     def transformed(self, matrix: np.ndarray) -> "GaussianSplats":
-        """Apply a similarity transform (4,4) (rotation · uniform scale + translation). SH>0 is rotated
-        only for degree 0 (higher bands are kept as is, a documented approximation)."""
+        """Apply a similarity transform (4,4) (rotation · uniform scale + translation); the
+        view-dependent SH bands are rotated with it (`sh_rotation`), so the splats look the same
+        from cameras transformed alike."""
         from scipy.spatial.transform import Rotation
 
         m = np.asarray(matrix, np.float64)
@@ -106,4 +107,28 @@ class GaussianSplats:
         r = Rotation.from_matrix(rot)
         q = self.normalized_quats()
         qr = (r * Rotation.from_quat(q[:, [1, 2, 3, 0]])).as_quat()[:, [3, 0, 1, 2]]
-        return GaussianSplats(means, qr, self.log_scales + np.log(s), self.opacity_logits, self.sh)
+        sh = self.sh if self.sh_degree == 0 else np.einsum("jk,nkc->njc", sh_rotation(rot, self.sh_degree), self.sh)
+        return GaussianSplats(means, qr, self.log_scales + np.log(s), self.opacity_logits, sh)
+
+
+def sh_rotation(rotation: np.ndarray, degree: int) -> np.ndarray:
+    """(K,K) float64 matrix M, K = (degree+1)², such that coefficients M @ sh evaluate in direction
+    R·d to what sh evaluate to in d (gsplat's real SH basis): the colours of a splat rotated by
+    `rotation` R (3,3). Rotation maps each band onto itself, so least squares over 64 directions
+    recovers it exactly (to float64 round-off)."""
+    import torch
+    from gsplat.cuda._torch_impl import _spherical_harmonics
+
+    k = (degree + 1) ** 2
+    i = np.arange(64) + 0.5
+    z = 1 - 2 * i / 64
+    phi = np.pi * (1 + 5**0.5) * i
+    dirs = np.stack([np.sqrt(1 - z * z) * np.cos(phi), np.sqrt(1 - z * z) * np.sin(phi), z], axis=1)
+
+    def basis(d: np.ndarray) -> np.ndarray:  # (D,K): one SH evaluation per basis function
+        coeffs = torch.eye(k, dtype=torch.float64)[:, None, :, None].expand(k, len(d), k, 3)
+        out = _spherical_harmonics(degree, torch.tensor(d)[None].expand(k, len(d), 3), coeffs)
+        return out[..., 0].T.numpy()
+
+    rot = np.asarray(rotation, np.float64)
+    return np.linalg.lstsq(basis(dirs), basis(dirs @ rot), rcond=None)[0]

@@ -19,12 +19,13 @@ class CaptureParams:
     iterations: int = param(600, "splat fit iterations", minimum=10, maximum=30000)
     target_faces: int = param(20000, "faces of the output mesh", minimum=100, maximum=1_000_000)
     isolate: bool = param(False, "keep only the object standing on the table or floor, closed (watertight)")
+    upright: bool = param(True, "stand the result upright: +Y up (from the cameras; with isolate, level on the table at y = 0)")
     bake_size: int = param(1024, "baked texture size", minimum=64, maximum=8192)
     seed: int = param(0, "random seed")
     out: str = param("", "folder for the results (default: the job's folder)")
 
 
-VIEW_KEYS = ("photos", "max_size")
+VIEW_KEYS = ("photos", "max_size", "upright")
 FIT_KEYS = VIEW_KEYS + ("iterations", "seed")
 MESH_KEYS = FIT_KEYS + ("target_faces", "isolate")
 BAKE_KEYS = MESH_KEYS + ("bake_size",)  # the texture size matters to the bake only, not to meshing
@@ -37,11 +38,18 @@ def _meshing(p: CaptureParams):
 
 
 def stage_views(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
-    """SfM (or the given poses) → posed, undistorted views + sparse points."""
+    """SfM (or the given poses) → posed, undistorted views + sparse points, stood upright
+    (capture_frame.upright) unless `upright` is off; "frame" is the (4,4) new-from-source transform."""
+    import numpy as np
+
     from .capture import capture_to_views
+    from .capture_frame import upright
 
     views, pts, cols, report = capture_to_views(p.photos, max_size=p.max_size, progress=ctx.progress)
-    return {"views": views, "points": pts, "colors": cols, "report": asdict(report)}
+    frame = np.eye(4)
+    if p.upright:
+        views, pts, frame = upright(views, pts)
+    return {"views": views, "points": pts, "colors": cols, "report": asdict(report), "frame": frame}
 
 
 def stage_fit(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext):
@@ -64,15 +72,30 @@ def stage_mesh(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext):
 def stage_bake(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> Asset:
     from .reconstruct import bake_asset
 
+    import numpy as np
+
+    from .capture_frame import ground_transform
+    from .reconstruct import ground_plane
+
     dense, low = inputs["mesh"]
-    asset, uv = bake_asset(dense, low, inputs["views"]["views"], inputs["fit"], _meshing(p), ctx.progress, ctx.is_cancelled)
+    views = inputs["views"]["views"]
+    asset, uv = bake_asset(dense, low, views, inputs["fit"], _meshing(p), ctx.progress, ctx.is_cancelled)
+    ground = np.eye(4)
+    if p.isolate and p.upright and (plane := ground_plane(inputs["fit"], views.cameras, _meshing(p))) is not None:
+        ground = ground_transform(plane.normal, plane.offset, low.vertices)  # stand it on the table at y = 0
+        asset = asset.transformed(ground)
+    frame = {"upright": np.asarray(inputs["views"].get("frame", np.eye(4))).tolist(), "ground": ground.tolist()}
     asset.metadata = AssetMetadata(name=Path(p.photos).name, pipeline="capture_to_asset", method="fit", seed=p.seed,
-                                   extras={"uv": uv, "capture": inputs["views"]["report"]})
+                                   extras={"uv": uv, "capture": inputs["views"]["report"], "frame": frame})
     return asset
 
 
 def stage_export(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> dict[str, Path]:
     """Validated GLB + USDZ + splat PLY, the posed views as transforms.json, thumbnail + turntable."""
+    import numpy as np
+
+    from studio.assets import Views
+
     from .capture import export_transforms_json
     from .export_bundle import Bundle
 
@@ -81,7 +104,10 @@ def stage_export(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) ->
     ctx.progress(0.0, "writing + validating")
     bundle.asset_set("", asset, "asset")
     ctx.progress(0.4, "writing transforms.json for nerfstudio")
-    bundle.files["transforms"] = export_transforms_json(inputs["views"]["views"], bundle.out / "nerfstudio")
+    views = inputs["views"]["views"]  # in the asset's frame, so what nerfstudio makes of them lines up with it
+    ground = np.asarray(asset.metadata.extras.get("frame", {}).get("ground", np.eye(4)))
+    views = Views(views.images, views.cameras.transformed(ground), views.masks)
+    bundle.files["transforms"] = export_transforms_json(views, bundle.out / "nerfstudio")
     ctx.progress(0.6, "rendering thumbnail and turntable")
     bundle.previews(Asset(meshes=asset.meshes, metadata=asset.metadata), progress=lambda f, m: ctx.progress(0.6 + 0.4 * f, m))
     return bundle.finish()

@@ -104,32 +104,22 @@ def mesh_from_splats(splats: GaussianSplats, cameras: Cameras, p: MeshingParams,
     Depth is the median ray–disc depth (2DGS-style; F-score@1 % on the shared glTF samples rose
     from 0.62–0.81 with first-surface centre depth to 0.91–0.99, bench/bench_fit.py).
     Returns (dense mesh, decimated mesh)."""
-    from studio.renderers.splat_cpu import kernel_library
-
     from .mesh_extract import DecimateParams, TSDFParams, decimate, tsdf_fuse
-    from .splat_geometry import render_disc_depth
 
     rig = depth_rig(splats, cameras, 0 if p.isolate_object else p.extra_views)
     report = progress or (lambda f, m: None)
     report(0.0, f"rendering {len(rig)} splat depth maps")
-    colors = None
-    if p.depth == "median" and kernel_library() is not None:
-        depth, alpha = render_disc_depth(splats, rig, median=True)
-    else:  # no C++ kernel: centre depth toward the first surface
-        rgb, depth, alpha = render_splats(splats, rig, mode="RGB+ED", depth_sharpen=p.depth_sharpen)
-        colors = srgb_to_linear(rgb).astype(np.float32)
-    depth = np.where(alpha > p.min_alpha, depth, 0.0).astype(np.float32)
+    depth, colors = _splat_depth(splats, rig, p)
     if cancel is not None and cancel():
         from studio.errors import CancelledError
 
         raise CancelledError("meshing cancelled")
-    lo, hi = subject_bounds(splats, cameras, 1.0)
-    pad = 0.05 * (hi - lo)
+    lo, hi = _meshing_box(splats, cameras)
     if p.isolate_object:
-        dense = _isolated(depth[: len(cameras)], cameras, lo - pad, hi + pad, p)
+        dense = _isolated(depth[: len(cameras)], cameras, lo, hi, p)
     else:
         report(0.4, "TSDF fusion")
-        dense = tsdf_fuse(depth, rig, colors, TSDFParams(voxels_per_diagonal=p.voxels_per_diagonal, bounds=np.stack([lo - pad, hi + pad]),
+        dense = tsdf_fuse(depth, rig, colors, TSDFParams(voxels_per_diagonal=p.voxels_per_diagonal, bounds=np.stack([lo, hi]),
                                                         keep_largest_only=True, max_depth_jump=p.max_depth_jump,
                                                         trunc_voxels=p.trunc_voxels, fill_holes=p.close_holes,
                                                         max_hole_size=float(np.linalg.norm(hi - lo)) * 2 if p.close_holes else None), cancel=cancel)
@@ -139,10 +129,42 @@ def mesh_from_splats(splats: GaussianSplats, cameras: Cameras, p: MeshingParams,
     return dense, low
 
 
+def _meshing_box(splats: GaussianSplats, cameras: Cameras) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) of the volume meshed: the subject's robust bounds padded by 5 % of their size."""
+    lo, hi = subject_bounds(splats, cameras, 1.0)
+    pad = 0.05 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def _splat_depth(splats: GaussianSplats, cameras: Cameras, p: MeshingParams) -> tuple[np.ndarray, np.ndarray | None]:
+    """Depth maps (N,H,W) float32 (0 where splat alpha ≤ p.min_alpha) for meshing, and linear
+    colours (N,H,W,3) when the first-surface path rendered them (None for median depth)."""
+    from studio.renderers.splat_cpu import kernel_library
+
+    from .splat_geometry import render_disc_depth
+
+    colors = None
+    if p.depth == "median" and kernel_library() is not None:
+        depth, alpha = render_disc_depth(splats, cameras, median=True)
+    else:  # no C++ kernel: centre depth toward the first surface
+        rgb, depth, alpha = render_splats(splats, cameras, mode="RGB+ED", depth_sharpen=p.depth_sharpen)
+        colors = srgb_to_linear(rgb).astype(np.float32)
+    return np.where(alpha > p.min_alpha, depth, 0.0).astype(np.float32), colors
+
+
 def _isolated(depth: np.ndarray, cameras: Cameras, lo: np.ndarray, hi: np.ndarray, p: MeshingParams) -> Mesh:
     """The object on its support plane from the training views' depth, closed (watertight)."""
+    from .object_isolation import isolate_object
+
+    pts, nrm, spacing = _object_points(depth, cameras, lo, hi, p)
+    return isolate_object(pts, nrm, cameras, spacing)
+
+
+def _object_points(depth: np.ndarray, cameras: Cameras, lo: np.ndarray, hi: np.ndarray,
+                   p: MeshingParams) -> tuple[np.ndarray, np.ndarray, float]:
+    """Oriented depth points (P,3), normals (P,3) inside the box (lo, hi) and their spacing (m)."""
     from .mesh_extract import drop_depth_edges
-    from .object_isolation import depth_points, isolate_object
+    from .object_isolation import depth_points
 
     if p.max_depth_jump is not None:
         depth = drop_depth_edges(depth, p.max_depth_jump)
@@ -150,7 +172,18 @@ def _isolated(depth: np.ndarray, cameras: Cameras, lo: np.ndarray, hi: np.ndarra
     inside = np.all((pts > lo) & (pts < hi), axis=1)
     if inside.sum() < 100:
         raise EmptyResultError("object isolation: fewer than 100 depth points inside the subject's bounds")
-    return isolate_object(pts[inside], nrm[inside], cameras, float(np.linalg.norm(hi - lo)) / p.voxels_per_diagonal)
+    return pts[inside], nrm[inside], float(np.linalg.norm(hi - lo)) / p.voxels_per_diagonal
+
+
+def ground_plane(splats: GaussianSplats, cameras: Cameras, p: MeshingParams):
+    """The support plane (object_isolation.SupportPlane) the subject stands on, as `isolate_object`
+    finds it from the splats' median depth in `cameras`, or None when there is none."""
+    from .object_isolation import IsolateParams, find_support_plane
+
+    depth, _ = _splat_depth(splats, cameras, p)
+    pts, _, spacing = _object_points(depth, cameras, *_meshing_box(splats, cameras), p)
+    ip = IsolateParams()
+    return find_support_plane(pts, cameras, ip.plane_distance * spacing, ip.min_plane_fraction)
 
 
 def bake_asset(dense: Mesh, low: Mesh, views: Views, splats: GaussianSplats | None, p: MeshingParams,

@@ -158,13 +158,14 @@ def reconstruct(
     iterations: int = typer.Option(600, help="splat fit iterations"),
     target_faces: int = typer.Option(20000, help="faces of the output mesh"),
     isolate: bool = typer.Option(False, "--isolate", help="keep only the object standing on the table or floor, closed (watertight)"),
+    upright: bool = typer.Option(True, "--upright/--source-frame", help="stand the result upright (+Y up, on the table at y = 0 with --isolate) or keep the capture's own frame"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Photos → SfM (pycolmap) → splats → mesh → baked PBR → validated GLB + USDZ + splats (+ transforms.json)."""
     from studio.api import Studio
 
     params = {"photos": str(source.resolve()), "out": str(out.resolve()), "max_size": max_size,
-              "iterations": iterations, "target_faces": target_faces, "isolate": isolate}
+              "iterations": iterations, "target_faces": target_faces, "isolate": isolate, "upright": upright}
     try:
         job = Studio().run("capture_to_asset", params, progress=None if as_json else _progress_printer())
     except StudioError as e:

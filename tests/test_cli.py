@@ -125,6 +125,10 @@ def test_reconstruct_a_real_capture_end_to_end(testdata, tmp_path):
     assert job["state"] == "succeeded" and all(v["errors"] == 0 for v in job["validation"])
     ns = json.loads((out / "nerfstudio" / "transforms.json").read_text())
     assert len(ns["frames"]) == 13
+    # stood upright: the photos look down on the head from above (in COLMAP's frame their heights
+    # scatter around the subject, +Y meaning nothing there), and the subject is at the origin
+    heights = np.array([f["transform_matrix"][1][3] for f in ns["frames"]])
+    assert (heights > 0).sum() >= 11, heights
     r = runner.invoke(app, ["run", "capture_to_asset", "-p", "photos=/nonexistent/folder"])
     assert r.exit_code != 0
 
