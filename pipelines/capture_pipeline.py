@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from studio.assets import Asset, AssetMetadata
+from studio.assets import Asset, AssetMetadata, GaussianSplats
 from studio.pipeline import Pipeline, Stage, StageContext, param
 
 
@@ -21,14 +21,24 @@ class CaptureParams:
     isolate: bool = param(False, "keep only the object standing on the table or floor, closed (watertight)")
     upright: bool = param(True, "stand the result upright: +Y up (from the cameras; with isolate, level on the table at y = 0)")
     bake_size: int = param(1024, "baked texture size", minimum=64, maximum=8192)
+    engine: Literal["studio", "nerfstudio"] = param("studio", "fit engine: the studio's own splat fit, or nerfstudio run in its own environment (ns_env)")
+    ns_env: str = param("", "nerfstudio environment (a venv or conda prefix with ns-train and ns-export) for engine=nerfstudio; default $STUDIO_NS_ENV")
+    ns_method: Literal["splatfacto", "nerfacto"] = param("splatfacto", "nerfstudio method: splatfacto → splats, nerfacto → its Poisson mesh")
+    ns_device: Literal["cuda", "cpu", "mps"] = param("cuda", "device nerfstudio trains on (splatfacto needs CUDA)")
     seed: int = param(0, "random seed")
     out: str = param("", "folder for the results (default: the job's folder)")
 
 
 VIEW_KEYS = ("photos", "max_size", "upright")
-FIT_KEYS = VIEW_KEYS + ("iterations", "seed")
+FIT_KEYS = VIEW_KEYS + ("iterations", "seed", "engine", "ns_method", "ns_device")
 MESH_KEYS = FIT_KEYS + ("target_faces", "isolate")
 BAKE_KEYS = MESH_KEYS + ("bake_size",)  # the texture size matters to the bake only, not to meshing
+
+
+def _ns_env(p: CaptureParams) -> str:
+    import os
+
+    return p.ns_env or os.environ.get("STUDIO_NS_ENV", "")
 
 
 def _meshing(p: CaptureParams):
@@ -44,7 +54,10 @@ def stage_views(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> 
 
     from .capture import capture_to_views
     from .capture_frame import upright
+    from .nerfstudio_engine import find_ns_env
 
+    if p.engine == "nerfstudio":
+        find_ns_env(_ns_env(p))  # a missing environment fails now, not after SfM
     views, pts, cols, report = capture_to_views(p.photos, max_size=p.max_size, progress=ctx.progress)
     frame = np.eye(4)
     if p.upright:
@@ -53,9 +66,16 @@ def stage_views(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> 
 
 
 def stage_fit(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext):
+    """GaussianSplats from the studio's fit or nerfstudio's splatfacto; a Mesh from nerfacto."""
+    from .nerfstudio_engine import NerfstudioParams, nerfstudio_reconstruct
     from .splat_fit import FitParams, fit_splats
 
     v = inputs["views"]
+    if p.engine == "nerfstudio":
+        ns = NerfstudioParams(method=p.ns_method, iterations=p.iterations, device=p.ns_device)
+        work = (Path(p.out) if p.out else ctx.out_dir) / "nerfstudio_run"  # kept: ns-viewer can open its config.yml
+        asset = nerfstudio_reconstruct(v["views"], work, _ns_env(p), ns, progress=ctx.progress)
+        return asset.splats if asset.splats is not None and len(asset.splats) else asset.meshes[0]
     # SfM points are sparse (buddha: 134): add uniform points around the subject and a far shell for
     # the room behind it (held-out PSNR on buddha 14 → 19 dB, tests/test_capture.py)
     fit = FitParams.for_iterations(p.iterations, seed=p.seed, init_random=20_000, init_shell=5_000)
@@ -64,9 +84,16 @@ def stage_fit(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext):
 
 
 def stage_mesh(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext):
+    """(dense, decimated) meshes: meshed from the splats, or nerfacto's mesh decimated."""
+    from studio.assets import Mesh
+
+    from .mesh_extract import decimate
     from .reconstruct import mesh_from_splats
 
-    return mesh_from_splats(inputs["fit"], inputs["views"]["views"].cameras, _meshing(p), ctx.progress, ctx.is_cancelled)
+    fit = inputs["fit"]
+    if isinstance(fit, Mesh):
+        return fit, decimate(fit, p.target_faces)
+    return mesh_from_splats(fit, inputs["views"]["views"].cameras, _meshing(p), ctx.progress, ctx.is_cancelled)
 
 
 def stage_bake(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> Asset:
@@ -79,13 +106,15 @@ def stage_bake(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> A
 
     dense, low = inputs["mesh"]
     views = inputs["views"]["views"]
-    asset, uv = bake_asset(dense, low, views, inputs["fit"], _meshing(p), ctx.progress, ctx.is_cancelled)
+    splats = inputs["fit"] if isinstance(inputs["fit"], GaussianSplats) else None
+    asset, uv = bake_asset(dense, low, views, splats, _meshing(p), ctx.progress, ctx.is_cancelled)
     ground = np.eye(4)
-    if p.isolate and p.upright and (plane := ground_plane(inputs["fit"], views.cameras, _meshing(p))) is not None:
+    if p.isolate and p.upright and splats is not None and (plane := ground_plane(splats, views.cameras, _meshing(p))) is not None:
         ground = ground_transform(plane.normal, plane.offset, low.vertices)  # stand it on the table at y = 0
         asset = asset.transformed(ground)
     frame = {"upright": np.asarray(inputs["views"].get("frame", np.eye(4))).tolist(), "ground": ground.tolist()}
-    asset.metadata = AssetMetadata(name=Path(p.photos).name, pipeline="capture_to_asset", method="fit", seed=p.seed,
+    method = "fit" if p.engine == "studio" else f"nerfstudio-{p.ns_method}"
+    asset.metadata = AssetMetadata(name=Path(p.photos).name, pipeline="capture_to_asset", method=method, seed=p.seed,
                                    extras={"uv": uv, "capture": inputs["views"]["report"], "frame": frame})
     return asset
 

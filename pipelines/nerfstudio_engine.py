@@ -18,6 +18,7 @@ so the exported splats come back in the studio's coordinates), and read `splat.p
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from collections.abc import Callable
@@ -28,15 +29,19 @@ from studio.assets import Asset, AssetMetadata, Views
 from studio.errors import EmptyResultError, ToolUnavailableError
 
 Progress = Callable[[float, str], None] | None
+# torch.hub's line when a model (nerfacto and splatfacto both build LPIPS → AlexNet) fetches weights
+_WEIGHTS_DOWNLOAD = re.compile(r'Downloading: "https?://\S+/([^/"]+)" to (\S+)/[^/\s]+\n')
 
 
 @dataclass(frozen=True)
 class NerfstudioParams:
     """method: "splatfacto" (→ splats) or "nerfacto" (→ Poisson mesh); iterations: ns-train
-    --max-num-iterations; timeout_s: wall-clock limit per command."""
+    --max-num-iterations; device: ns-train --machine.device-type ("cuda", "cpu", "mps"; splatfacto
+    needs CUDA); timeout_s: wall-clock limit per command."""
 
     method: str = "splatfacto"
     iterations: int = 7000
+    device: str = "cuda"
     timeout_s: float = 6 * 3600
 
 
@@ -65,7 +70,8 @@ def train_command(ns_train: Path, data: Path, out: Path, p: NerfstudioParams) ->
     return [
         str(ns_train), p.method, "--data", str(data), "--output-dir", str(out),
         "--experiment-name", "studio", "--timestamp", "run", "--max-num-iterations", str(p.iterations),
-        "--viewer.quit-on-train-completion", "True", "--pipeline.model.background-color", "white",
+        "--viewer.quit-on-train-completion", "True", "--machine.device-type", p.device,
+        "--pipeline.model.background-color", "white",
         "nerfstudio-data", "--orientation-method", "none", "--center-method", "none",
         "--auto-scale-poses", "False",
     ]
@@ -90,8 +96,13 @@ def _run(cmd: list[str], env_root: Path, log: Path, timeout: float) -> None:
         except subprocess.TimeoutExpired as e:
             raise ToolUnavailableError(f"{Path(cmd[0]).name} ran past {timeout:.0f} s; see {log}") from e
     if r.returncode != 0:
-        tail = log.read_text(errors="replace")[-2000:]
-        raise ToolUnavailableError(f"{Path(cmd[0]).name} failed (exit {r.returncode}); log {log}:\n{tail}")
+        text = log.read_text(errors="replace")
+        tail = text[-2000:]
+        hint = ""
+        if (m := _WEIGHTS_DOWNLOAD.search(text)) is not None:
+            hint = (f"\nnerfstudio tried to download {m.group(1)} (torchvision weights for its LPIPS metric, built "
+                    f"by every model) and this machine is offline: copy that file into {m.group(2)} first. ")
+        raise ToolUnavailableError(f"{Path(cmd[0]).name} failed (exit {r.returncode});{hint} log {log}:\n{tail}")
 
 
 def nerfstudio_reconstruct(views: Views, work: str | Path, ns_env: str | Path | None,

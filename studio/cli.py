@@ -159,13 +159,20 @@ def reconstruct(
     target_faces: int = typer.Option(20000, help="faces of the output mesh"),
     isolate: bool = typer.Option(False, "--isolate", help="keep only the object standing on the table or floor, closed (watertight)"),
     upright: bool = typer.Option(True, "--upright/--source-frame", help="stand the result upright (+Y up, on the table at y = 0 with --isolate) or keep the capture's own frame"),
+    engine: str = typer.Option("studio", help="fit engine: studio (its own splat fit) or nerfstudio (in --ns-env)"),
+    ns_env: Path | None = typer.Option(None, "--ns-env", help="nerfstudio environment (venv/conda prefix with ns-train, ns-export); default $STUDIO_NS_ENV"),
+    ns_method: str = typer.Option("splatfacto", help="nerfstudio method: splatfacto (splats, needs CUDA) or nerfacto (its Poisson mesh)"),
+    ns_device: str = typer.Option("cuda", help="device nerfstudio trains on: cuda, cpu or mps"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Photos → SfM (pycolmap) → splats → mesh → baked PBR → validated GLB + USDZ + splats (+ transforms.json)."""
+    """Photos → SfM (pycolmap) → splats → mesh → baked PBR → validated GLB + USDZ + splats (+ transforms.json).
+    With --engine nerfstudio the fit runs as ns-train in your nerfstudio environment instead."""
     from studio.api import Studio
 
     params = {"photos": str(source.resolve()), "out": str(out.resolve()), "max_size": max_size,
-              "iterations": iterations, "target_faces": target_faces, "isolate": isolate, "upright": upright}
+              "iterations": iterations, "target_faces": target_faces, "isolate": isolate, "upright": upright,
+              "engine": engine, "ns_env": str(ns_env.expanduser().resolve()) if ns_env else "",
+              "ns_method": ns_method, "ns_device": ns_device}
     try:
         job = Studio().run("capture_to_asset", params, progress=None if as_json else _progress_printer())
     except StudioError as e:

@@ -166,6 +166,12 @@ def parse_params(cls: type, data: dict[str, Any] | None) -> Any:
     return cls(**kw)
 
 
+# Params that name programs the studio would execute (nerfstudio's ns-train in ns_env): the CLI and the
+# Python API may set them; the HTTP API refuses them and web forms leave them out (the server's
+# environment, e.g. STUDIO_NS_ENV, provides them there).
+LOCAL_ONLY_PARAMS = frozenset({"ns_env"})
+
+
 def param(default: Any = dataclasses.MISSING, help: str = "", **limits: Any) -> Any:
     """A params field with help text and optional minimum/maximum (used by CLI, API and forms)."""
     return field(default=default, metadata={"help": help, **limits})

@@ -128,6 +128,11 @@ def create_app(studio: Studio, token: str | None = None, submit_rate: int = 120,
             raise HTTPException(429, "too many job submissions; slow down")
         from .registry import availability
 
+        from .pipeline import LOCAL_ONLY_PARAMS
+
+        if refused := sorted(LOCAL_ONLY_PARAMS & set(req.params)):  # folders whose programs the server would run
+            raise HTTPException(400, f"{', '.join(refused)} cannot be set over the API; set it in the server's environment "
+                                     "(STUDIO_NS_ENV=PATH) instead")
         ok, why = availability(studio.runner.pipeline(req.pipeline))
         if not ok:
             raise ModelUnavailableError(f"pipeline {req.pipeline} is unavailable: {why}")

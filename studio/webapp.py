@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from .api import Studio
-from .pipeline import params_schema
+from .pipeline import LOCAL_ONLY_PARAMS, params_schema
 
 MESH_EXTS = (".glb", ".gltf", ".obj", ".ply", ".splat")
 # Params that name input files become uploads in the web app (the CLI and API take paths):
@@ -105,7 +105,7 @@ def build_app(studio: Studio, public_url: str = "http://127.0.0.1:7860") -> gr.B
                 ok, why = availability(pipe)
                 if not ok:
                     gr.Markdown(f"**Unavailable on this machine** — {why}", elem_id=f"unavailable-{pipe.name}")
-                names = list(schema["properties"])
+                names = [n for n in schema["properties"] if n not in LOCAL_ONLY_PARAMS]
                 inputs = [_component(n, schema["properties"][n]) for n in names]
                 run_btn = gr.Button(f"Run {pipe.name}", variant="primary", elem_id=f"run-{pipe.name}", interactive=ok)
                 status = gr.Textbox(label="status", interactive=False, elem_id=f"status-{pipe.name}")

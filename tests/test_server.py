@@ -163,3 +163,10 @@ def test_models_listed_and_missing_caption_model_is_503_with_instructions(studio
     r = c.post("/v1/caption", files={"file": ("x.png", _png(16, 16), "image/png")})
     assert r.status_code == 503 and r.json()["error"] == "ModelUnavailableError"
     assert "Salesforce/blip-image-captioning-base" in r.json()["detail"]
+
+
+def test_params_naming_programs_are_refused(studio):
+    """ns_env names a folder whose bin/ns-train the studio runs: not settable over HTTP."""
+    c = TestClient(create_app(studio))
+    r = c.post("/v1/generate", json={"pipeline": "toy", "params": {"n": 1, "ns_env": "/tmp"}})
+    assert r.status_code == 400 and "STUDIO_NS_ENV" in r.text
