@@ -13,7 +13,10 @@ write our posed views as a nerfstudio dataset (`capture.export_transforms_json`)
 
 (`--orientation-method none --center-method none --auto-scale-poses False` keep our world frame,
 so the exported splats come back in the studio's coordinates), and read `splat.ply` back into
-`GaussianSplats`. For nerfacto the export is `ns-export poisson` → `mesh.ply`.
+`GaussianSplats`. For nerfacto the export is `ns-export poisson --normal-method open3d` →
+`poisson_mesh.ply`. Checked against a real nerfstudio 1.1.5 (pip, torch 2.14, CPU): it needs
+TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 to load its checkpoints (set here) and, offline, the AlexNet
+weights its LPIPS metric loads (the error says which file).
 """
 from __future__ import annotations
 
@@ -37,11 +40,15 @@ _WEIGHTS_DOWNLOAD = re.compile(r'Downloading: "https?://\S+/([^/"]+)" to (\S+)/[
 class NerfstudioParams:
     """method: "splatfacto" (→ splats) or "nerfacto" (→ Poisson mesh); iterations: ns-train
     --max-num-iterations; device: ns-train --machine.device-type ("cuda", "cpu", "mps"; splatfacto
-    needs CUDA); timeout_s: wall-clock limit per command."""
+    needs CUDA); export_points: points ns-export poisson samples; train_args: extra ns-train options
+    (e.g. ("--pipeline.datamanager.train-num-rays-per-batch", "512")); timeout_s: wall-clock limit
+    per command."""
 
     method: str = "splatfacto"
     iterations: int = 7000
     device: str = "cuda"
+    export_points: int = 1_000_000
+    train_args: tuple[str, ...] = ()
     timeout_s: float = 6 * 3600
 
 
@@ -71,7 +78,7 @@ def train_command(ns_train: Path, data: Path, out: Path, p: NerfstudioParams) ->
         str(ns_train), p.method, "--data", str(data), "--output-dir", str(out),
         "--experiment-name", "studio", "--timestamp", "run", "--max-num-iterations", str(p.iterations),
         "--viewer.quit-on-train-completion", "True", "--machine.device-type", p.device,
-        "--pipeline.model.background-color", "white",
+        "--pipeline.model.background-color", "white", *p.train_args,
         "nerfstudio-data", "--orientation-method", "none", "--center-method", "none",
         "--auto-scale-poses", "False",
     ]
@@ -80,14 +87,24 @@ def train_command(ns_train: Path, data: Path, out: Path, p: NerfstudioParams) ->
 def export_command(ns_export: Path, out: Path, p: NerfstudioParams) -> list[str]:
     """The ns-export argv that writes the trained result into out/export."""
     config = out / "studio" / p.method / "run" / "config.yml"
-    kind = "gaussian-splat" if p.method == "splatfacto" else "poisson"
-    return [str(ns_export), kind, "--load-config", str(config), "--output-dir", str(out / "export")]
+    cmd = [str(ns_export), "gaussian-splat" if p.method == "splatfacto" else "poisson", "--load-config", str(config),
+           "--output-dir", str(out / "export")]
+    if p.method != "splatfacto":  # nerfacto predicts no normals by default; we bake our own textures
+        cmd += ["--normal-method", "open3d", "--num-points", str(p.export_points), "--texture-method", "point_cloud"]
+    return cmd
+
+
+def exported_file(out: Path, p: NerfstudioParams) -> Path:
+    """Where ns-export (nerfstudio 1.1) writes the result: splat.ply or poisson_mesh.ply."""
+    return out / "export" / ("splat.ply" if p.method == "splatfacto" else "poisson_mesh.ply")
 
 
 def _run(cmd: list[str], env_root: Path, log: Path, timeout: float) -> None:
     env = dict(os.environ)
     env["PATH"] = f"{env_root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(env_root)
+    # nerfstudio 1.1 loads its own checkpoints with torch.load's defaults, which torch >= 2.6 refuses
+    env.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     with open(log, "ab") as f:
         f.write(("$ " + shlex.join(cmd) + "\n").encode())
         f.flush()
@@ -126,8 +143,8 @@ def nerfstudio_reconstruct(views: Views, work: str | Path, ns_env: str | Path | 
     _run(train_command(ns_train, data, out, params), root, log, params.timeout_s)
     report(0.9, "ns-export")
     _run(export_command(ns_export, out, params), root, log, params.timeout_s)
-    name = "splat.ply" if params.method == "splatfacto" else "mesh.ply"
-    result = out / "export" / name
+    result = exported_file(out, params)
+    name = result.name
     if not result.is_file():
         raise EmptyResultError(f"ns-export wrote no {name} in {result.parent}; see {log}")
     asset = load(result)

@@ -4,6 +4,7 @@ that check the dataset and write a real splat PLY."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -43,7 +44,9 @@ def test_command_lines(tmp_path: Path) -> None:
     exp = export_command(Path("/e/bin/ns-export"), tmp_path / "out", p)
     assert exp[1] == "gaussian-splat"
     assert exp[exp.index("--load-config") + 1] == str(tmp_path / "out" / "studio" / "splatfacto" / "run" / "config.yml")
-    assert export_command(Path("x"), tmp_path, NerfstudioParams(method="nerfacto"))[1] == "poisson"
+    nerfacto = export_command(Path("x"), tmp_path, NerfstudioParams(method="nerfacto", export_points=5000))
+    assert nerfacto[1] == "poisson" and nerfacto[nerfacto.index("--num-points") + 1] == "5000"
+    assert nerfacto[nerfacto.index("--normal-method") + 1] == "open3d"  # nerfacto predicts no normals by default
 
 
 FAKE_TRAIN = """#!{py}
@@ -163,3 +166,21 @@ def test_reconstruct_cli_with_the_nerfstudio_engine(tmp_path: Path) -> None:
     radius = np.linalg.norm(v, axis=1)  # the upright frame put the subject at the origin
     assert np.abs(radius - 0.3).max() < 0.015 and len(m.faces) <= 2200  # measured 0.011
 
+
+
+@pytest.mark.nerfstudio
+@pytest.mark.skipif(not os.environ.get("STUDIO_NS_ENV"), reason="no nerfstudio environment: set STUDIO_NS_ENV=PATH")
+def test_real_nerfstudio_nerfacto_on_cpu(tmp_path: Path) -> None:
+    """The real tools: nerfacto trained a few steps on the CPU on rendered views, exported as a
+    Poisson mesh and read back. Run here with nerfstudio 1.1.5 (pip) and, offline, TORCH_HOME holding
+    the AlexNet weights file its LPIPS metric loads."""
+    from studio.pipelines.procedural import SampleParams, sample_asset
+    from studio.pipelines.views_render import render_views, training_rig
+
+    a = sample_asset(SampleParams(texture_size=64))
+    views, _ = render_views(a, training_rig(a, 12, 64))
+    p = NerfstudioParams(method="nerfacto", iterations=20, device="cpu", export_points=5000, timeout_s=1200,
+                         train_args=("--pipeline.datamanager.train-num-rays-per-batch", "512", "--vis", "tensorboard"))
+    asset = nerfstudio_reconstruct(views, tmp_path / "work", os.environ["STUDIO_NS_ENV"], p)
+    assert asset.meshes and len(asset.meshes[0].faces) > 100
+    assert asset.metadata.method == "nerfstudio-nerfacto"
