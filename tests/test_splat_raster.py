@@ -58,18 +58,17 @@ def make_scene(n=200, n_cams=2, width=40, height=32, seed=0, dtype=torch.float32
 # ---------------------------------------------------------------------------------------
 
 
-def dense_composite(means2d, conics, opac, colors, depths, valid, width, height, bg=None):
-    """One image. means2d (N,2) conics (N,3) opac (N,) colors (N,D) depths (N,) valid (N,)."""
+def _front_to_back(means2d, conics, opac, depths, valid, width, height):
+    """Every valid Gaussian against every pixel centre, nearest first, with gsplat's alpha rules.
+    Yields (g, ok, term, alpha, T, next_T), all (P,) over the H·W pixels: ok where g counts,
+    term where it ends the ray, T the transmittance before g and next_T = T·(1 − alpha)."""
     dt = means2d.dtype
     ys, xs = torch.meshgrid(torch.arange(height, dtype=dt) + 0.5, torch.arange(width, dtype=dt) + 0.5, indexing="ij")
     px, py = xs.flatten(), ys.flatten()
-    P, D = px.shape[0], colors.shape[-1]
-    T = torch.ones(P, dtype=dt)
-    acc = torch.zeros(P, D, dtype=dt)
-    done = torch.zeros(P, dtype=torch.bool)
+    T = torch.ones(px.shape[0], dtype=dt)
+    done = torch.zeros(px.shape[0], dtype=torch.bool)
     ids = torch.nonzero(valid).flatten()
-    order = ids[torch.sort(depths[ids].detach().float(), stable=True).indices]
-    for g in order.tolist():
+    for g in ids[torch.sort(depths[ids].detach().float(), stable=True).indices].tolist():
         dx, dy = means2d[g, 0] - px, means2d[g, 1] - py
         a, b, c = conics[g]
         sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
@@ -78,9 +77,19 @@ def dense_composite(means2d, conics, opac, colors, depths, valid, width, height,
         next_T = T * (1 - alpha)
         term = ok & (next_T <= 1e-4)
         done = done | term
+        yield g, ok, term, alpha, T, next_T
+        T = torch.where(ok & ~term, next_T, T)
+
+
+def dense_composite(means2d, conics, opac, colors, depths, valid, width, height, bg=None):
+    """One image. means2d (N,2) conics (N,3) opac (N,) colors (N,D) depths (N,) valid (N,)."""
+    D = colors.shape[-1]
+    acc = torch.zeros(width * height, D, dtype=means2d.dtype)
+    T = torch.ones(width * height, dtype=means2d.dtype)
+    for g, ok, term, alpha, T0, next_T in _front_to_back(means2d, conics, opac, depths, valid, width, height):
         use = ok & ~term
-        acc = acc + torch.where(use, alpha * T, 0.0)[:, None] * colors[g]
-        T = torch.where(use, next_T, T)
+        acc = acc + torch.where(use, alpha * T0, 0.0)[:, None] * colors[g]
+        T = torch.where(use, next_T, T0)
     if bg is not None:
         acc = acc + T[:, None] * bg
     return acc.reshape(height, width, D), (1 - T).reshape(height, width, 1)
@@ -607,28 +616,14 @@ def test_camera_pose_gradients_gradcheck():
 def dense_median(means2d, conics, opac, colors, depths, valid, width, height, level=0.5):
     """Reference for splat_cpu.median_render: per pixel the colour of the Gaussian at which the
     transmittance first drops to `level` (or the one that terminates the ray), front to back."""
-    dt = means2d.dtype
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=dt) + 0.5, torch.arange(width, dtype=dt) + 0.5, indexing="ij")
-    px, py = xs.flatten(), ys.flatten()
-    P = px.shape[0]
-    T = torch.ones(P, dtype=dt)
-    out = torch.zeros(P, colors.shape[-1], dtype=dt)
-    found = torch.zeros(P, dtype=torch.bool)
-    done = torch.zeros(P, dtype=torch.bool)
-    ids = torch.nonzero(valid).flatten()
-    for g in ids[torch.sort(depths[ids].float(), stable=True).indices].tolist():
-        dx, dy = means2d[g, 0] - px, means2d[g, 1] - py
-        a, b, c = conics[g]
-        sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-        alpha = torch.clamp(opac[g] * torch.exp(-sigma), max=0.999)
-        ok = (sigma >= 0) & (alpha >= 1.0 / 255.0) & ~done
-        next_T = T * (1 - alpha)
+    out = torch.zeros(width * height, colors.shape[-1], dtype=means2d.dtype)
+    found = torch.zeros(width * height, dtype=torch.bool)
+    T = torch.ones(width * height, dtype=means2d.dtype)
+    for g, ok, term, _, T0, next_T in _front_to_back(means2d, conics, opac, depths, valid, width, height):
         hit = ok & ~found & (next_T <= level)
         out[hit] = colors[g]
         found |= hit
-        term = ok & (next_T <= 1e-4)
-        done |= term
-        T = torch.where(ok & ~term, next_T, T)
+        T = torch.where(ok & ~term, next_T, T0)
     return out.reshape(height, width, -1), (1 - T).reshape(height, width)
 
 
