@@ -30,15 +30,13 @@ def spiral_rig(asset: Asset, n: int, size: int, elevation_range: tuple[float, fl
     """n cameras on a helix around the asset (+Y up): elevations evenly spaced over
     `elevation_range` (degrees, low to high), azimuth advancing by the golden angle (≈137.5°) per
     view, so no two views share a ring or a meridian. All at one distance that fits every view."""
-    from studio.renderers.thumbnails import fit_distance, framing
+    from studio.renderers.thumbnails import cameras_along
 
-    centre, _ = framing(asset, fov_y_deg, margin)
     lo, hi = elevation_range
     el = np.radians(lo + (hi - lo) * (np.arange(n) + 0.5) / max(n, 1))
     az = np.arange(n) * np.pi * (3.0 - np.sqrt(5.0))
     dirs = np.stack([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)], axis=1)
-    dist = max(fit_distance(asset.bounds(), d, fov_y_deg, 1.0, margin) for d in dirs)
-    return Cameras.look_at(centre + dist * dirs, centre, fov_y_deg=fov_y_deg, width=size, height=size)
+    return cameras_along(asset, dirs, size, fov_y_deg, margin)
 
 
 # Object capture rig: a helix from below the equator (the underside is seen, as when the object is

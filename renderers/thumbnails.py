@@ -49,11 +49,18 @@ def orbit_cameras(
     bounds, at `elevation_deg` above the horizon, all at the one distance at which the bounding box
     fits every view (`fit_distance`, so a turntable keeps a constant radius). The first camera sits
     at `start_azimuth_deg` measured from +Z towards +X. size: square side or (w, h)."""
-    w, h = (size, size) if isinstance(size, int) else size
-    centre, _ = framing(asset, fov_y_deg, margin)
     az = np.radians(start_azimuth_deg) + 2 * np.pi * np.arange(n) / max(n, 1)
     el = np.radians(elevation_deg)
     dirs = np.stack([np.cos(el) * np.sin(az), np.full(n, np.sin(el)), np.cos(el) * np.cos(az)], axis=1)
+    return cameras_along(asset, dirs, size, fov_y_deg, margin)
+
+
+def cameras_along(asset: Asset, dirs: np.ndarray, size: int | tuple[int, int] = 512, fov_y_deg: float = 40.0,
+                  margin: float = 1.1) -> Cameras:
+    """Cameras at unit directions `dirs` (N,3) from the centre of the asset's bounds, looking at it
+    with world +Y up, all at the one distance at which the bounding box fits every view."""
+    w, h = (size, size) if isinstance(size, int) else size
+    centre, _ = framing(asset, fov_y_deg, margin)
     dist = max(fit_distance(asset.bounds(), d, fov_y_deg, w / h, margin) for d in dirs)
     return Cameras.look_at(centre + dist * dirs, centre, fov_y_deg=fov_y_deg, width=w, height=h)
 
