@@ -97,12 +97,10 @@ def stage_mesh(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext):
 
 
 def stage_bake(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> Asset:
-    from .reconstruct import bake_asset
-
     import numpy as np
 
     from .capture_frame import ground_transform
-    from .reconstruct import ground_plane
+    from .reconstruct import bake_asset, ground_plane
 
     dense, low = inputs["mesh"]
     views = inputs["views"]["views"]
@@ -112,7 +110,7 @@ def stage_bake(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) -> A
     if p.isolate and p.upright and splats is not None and (plane := ground_plane(splats, views.cameras, _meshing(p))) is not None:
         ground = ground_transform(plane.normal, plane.offset, low.vertices)  # stand it on the table at y = 0
         asset = asset.transformed(ground)
-    frame = {"upright": np.asarray(inputs["views"].get("frame", np.eye(4))).tolist(), "ground": ground.tolist()}
+    frame = {"upright": np.asarray(inputs["views"]["frame"]).tolist(), "ground": ground.tolist()}
     method = "fit" if p.engine == "studio" else f"nerfstudio-{p.ns_method}"
     asset.metadata = AssetMetadata(name=Path(p.photos).name, pipeline="capture_to_asset", method=method, seed=p.seed,
                                    extras={"uv": uv, "capture": inputs["views"]["report"], "frame": frame})
@@ -134,7 +132,7 @@ def stage_export(p: CaptureParams, inputs: dict[str, Any], ctx: StageContext) ->
     bundle.asset_set("", asset, "asset")
     ctx.progress(0.4, "writing transforms.json for nerfstudio")
     views = inputs["views"]["views"]  # in the asset's frame, so what nerfstudio makes of them lines up with it
-    ground = np.asarray(asset.metadata.extras.get("frame", {}).get("ground", np.eye(4)))
+    ground = np.asarray(asset.metadata.extras["frame"]["ground"])
     views = Views(views.images, views.cameras.transformed(ground), views.masks)
     bundle.files["transforms"] = export_transforms_json(views, bundle.out / "nerfstudio")
     ctx.progress(0.6, "rendering thumbnail and turntable")
